@@ -1,0 +1,328 @@
+"""Typed, frozen configuration with YAML preset overlays.
+
+Defaults live here, one commented field at a time. ``configs/<preset>.yaml``
+and ``--config FILE.yaml`` overlay them; an unknown key or a value of the
+wrong type is a :class:`ConfigError` that names the dotted key. Code reads
+fields as attributes, never by string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from models.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+T = TypeVar("T")
+
+
+class Preset(str, enum.Enum):
+    FAST = "fast"
+    DEFAULT = "default"
+    HIGH = "high"
+
+
+class Mapper(str, enum.Enum):
+    INCREMENTAL = "incremental"  # pycolmap incremental mapping with pose priors
+    GLOBAL = "global"  # pycolmap global mapping (GLOMAP)
+
+
+class GroundFilter(str, enum.Enum):
+    SMRF = "smrf"  # simple morphological filter (Pingel et al. 2013)
+    CSF = "csf"  # cloth simulation filter (Zhang et al. 2016)
+
+
+class Compression(str, enum.Enum):
+    JPEG = "jpeg"
+    DEFLATE = "deflate"
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    """What to process: filled from the command line, rarely from YAML."""
+
+    # Flight folder: images directly or in images/, optionally logs/, gcp_list.txt, geo.txt.
+    flight_dir: str = ""
+    # Output CRS: 'auto' (UTM zone of the flight) or any EPSG code, e.g. 'EPSG:4547'.
+    crs: str = "auto"
+    # GCP file (ODM gcp_list.txt or CSV); empty means <flight>/gcp_list.txt when present.
+    gcp_file: str = ""
+    # GCP names to treat as checkpoints (in addition to names starting with CHK).
+    checkpoints: tuple[str, ...] = ()
+    # Flight logs to geotag from; empty means every file in <flight>/logs/.
+    logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Execution: Dask cluster and resources."""
+
+    # Dask workers for the in-process LocalCluster; 0 means one per CPU core.
+    workers: int = 0
+    # Threads per Dask worker.
+    threads_per_worker: int = 1
+    # Memory limit per local worker, e.g. '4GiB'; 'auto' splits the machine's memory.
+    memory_limit: str = "auto"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Reading images, logs and GCPs."""
+
+    # Horizontal 1-sigma accuracy assumed for consumer GPS without stated accuracy (m).
+    default_gps_std_horizontal_m: float = 3.0
+    # Vertical 1-sigma accuracy assumed for consumer GPS without stated accuracy (m).
+    default_gps_std_vertical_m: float = 5.0
+    # A log fix implying a speed above this is a spike and is dropped (m/s).
+    max_speed_mps: float = 60.0
+    # Manual camera-minus-log clock offset (s); None estimates it automatically.
+    clock_offset_s: float | None = None
+    # Longest gap between log fixes that interpolation may bridge (s).
+    max_interpolation_gap_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Feature extraction."""
+
+    # Longest image side used for features (px); 0 means full resolution.
+    max_image_size: int = 2000
+    # Most SIFT features kept per image.
+    max_num_features: int = 8192
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Candidate pairs and matching."""
+
+    # Nearest GPS neighbours each image is paired with.
+    gps_neighbors: int = 8
+    # Pair only images whose centres are closer than this (m); 0 disables the limit.
+    max_gps_distance_m: float = 300.0
+    # Minimum ground-footprint overlap (fraction of the smaller footprint) for a pair.
+    min_footprint_overlap: float = 0.05
+    # Pairs per Dask matching task.
+    pairs_per_task: int = 16
+    # Minimum geometrically verified inliers for a pair to count.
+    min_inliers: int = 15
+
+
+@dataclass(frozen=True)
+class SfmConfig:
+    """Structure from motion and georegistration."""
+
+    # Mapping algorithm.
+    mapper: Mapper = Mapper.INCREMENTAL
+    # Refine the principal point in bundle adjustment (guards against doming).
+    refine_principal_point: bool = True
+    # Refine k1, k2, p1, p2 in bundle adjustment.
+    refine_distortion: bool = True
+    # A registered image further than this many GPS sigmas from its GPS is a misregistration.
+    misregistration_sigmas: float = 5.0
+    # 1-sigma accuracy of a GCP's ground coordinates (m).
+    gcp_std_m: float = 0.02
+    # 1-sigma accuracy of a GCP's image measurement (px).
+    gcp_pixel_std: float = 1.0
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """Depth maps and fusion."""
+
+    # Depth-map resolution as a fraction of full image resolution.
+    depth_scale: float = 0.25
+    # Neighbour views per reference image.
+    num_neighbors: int = 4
+    # Views that must agree on a depth for it to survive.
+    min_consistent_views: int = 2
+    # Side of a fusion tile (m).
+    fusion_tile_m: float = 100.0
+
+
+@dataclass(frozen=True)
+class DemConfig:
+    """DSM and DTM gridding."""
+
+    # DEM cell size as a multiple of the GSD.
+    resolution_gsd_factor: float = 2.0
+    # Ground classification method.
+    ground_filter: GroundFilter = GroundFilter.SMRF
+    # Holes up to this many cells across are filled by interpolation; larger stay nodata.
+    max_hole_cells: int = 20
+    # Tile side in cells for gridding tasks.
+    tile_size: int = 1024
+
+
+@dataclass(frozen=True)
+class OrthoConfig:
+    """Orthomosaic."""
+
+    # Ortho cell size as a multiple of the GSD.
+    gsd_factor: float = 1.0
+    # Tile side in pixels for orthorectification tasks.
+    tile_size: int = 1024
+    # Compression of orthophoto.tif.
+    compression: Compression = Compression.JPEG
+    # JPEG quality when compression is jpeg.
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one run."""
+
+    # Inputs of the run (command-line driven).
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    # Execution resources.
+    run: RunConfig = field(default_factory=RunConfig)
+    # Ingest and georeferencing.
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    # Feature extraction.
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    # Pair selection and matching.
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    # Structure from motion.
+    sfm: SfmConfig = field(default_factory=SfmConfig)
+    # Dense reconstruction.
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    # DSM / DTM.
+    dem: DemConfig = field(default_factory=DemConfig)
+    # Orthomosaic.
+    ortho: OrthoConfig = field(default_factory=OrthoConfig)
+
+    def values(self, dotted: str) -> Any:
+        """The plain-data value of a section or field, for manifests: 'sfm' or 'dem.tile_size'."""
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return _plain(obj)
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"config key '{key}': invalid value {value!r}")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in tp)
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {choices}") from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (arg, *_rest) = get_args(tp)
+        return tuple(_coerce(arg, v, f"{key}[{i}]") for i, v in enumerate(value))
+    raise ConfigError(f"config key '{key}': unsupported type {tp!r}")
+
+
+def overlay(base: T, data: Any, prefix: str = "") -> T:
+    """Return ``base`` with the values of ``data`` (a nested mapping) applied."""
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        where = f"section '{prefix}'" if prefix else "the top level"
+        raise ConfigError(f"config {where} must be a mapping of keys to values, got {data!r}")
+    assert dataclasses.is_dataclass(base) and not isinstance(base, type)
+    hints = get_type_hints(type(base))
+    names = {f.name for f in dataclasses.fields(base)}
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown config key '{dotted}' (known keys here: {known})")
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = overlay(current, value, dotted)
+        else:
+            changes[key] = _coerce(hints[key], value, dotted)
+    return typing.cast(T, dataclasses.replace(typing.cast(Any, base), **changes))
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+
+
+def load_config(preset: Preset | str = Preset.DEFAULT, config_file: Path | None = None, config_dir: Path | None = None) -> Config:
+    """Typed defaults, then the preset YAML, then the user's YAML."""
+    try:
+        preset_enum = Preset(preset)
+    except ValueError:
+        raise ConfigError(f"unknown preset '{preset}': choose fast, default or high") from None
+    cfg = Config()
+    preset_path = (config_dir or CONFIG_DIR) / f"{preset_enum.value}.yaml"
+    if preset_path.exists():
+        try:
+            cfg = overlay(cfg, read_yaml(preset_path))
+        except ConfigError as exc:
+            raise ConfigError(f"{preset_path}: {exc}") from None
+    if config_file is not None:
+        try:
+            cfg = overlay(cfg, read_yaml(config_file))
+        except ConfigError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+    return cfg
+
+
+def with_inputs(cfg: Config, **changes: Any) -> Config:
+    """Replace fields of the inputs section (from the command line)."""
+    return dataclasses.replace(cfg, inputs=dataclasses.replace(cfg.inputs, **changes))
+
+
+def describe(cfg: Config) -> dict[str, Any]:
+    """The whole config as plain data (for logs and stats)."""
+    return typing.cast(dict[str, Any], _plain(cfg))

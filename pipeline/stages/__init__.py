@@ -1,0 +1,8 @@
+"""The pipeline stages, in run order. A new stage is a new module added here."""
+
+from pipeline.stage import StageSpec
+from pipeline.stages import ingest
+
+STAGES: tuple[StageSpec, ...] = (ingest.STAGE,)
+
+__all__ = ["STAGES"]

@@ -1,0 +1,363 @@
+"""The workspace: one object that owns every path of an output folder.
+
+Loads and saves use symmetric names (``load_x`` / ``save_x`` / ``x_exists``).
+Every file is written under a temporary name in the same folder and renamed
+into place, so a killed run never leaves a half-written file under a final
+name. Stages never build paths by hand; Dask tasks receive the workspace (a
+small picklable value) and call the same methods on the worker.
+
+Layout::
+
+    OUT/
+      orthophoto.tif  dsm.tif  dtm.tif  pointcloud.laz  pointcloud.copc.laz
+      sparse.laz  cameras.geojson  stats.json  aerobase.log
+      work/<stage>/...          intermediate files, one folder per stage
+      work/<stage>/manifest.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from models.camera import CameraModel
+from models.codec import from_jsonable, to_jsonable
+from models.errors import InputError, WorkspaceError
+from models.gcp import GcpSet
+from models.image import ImageRecord, SkippedItem
+from models.pose import Pose
+from models.reconstruction import Reconstruction, RegisteredImage, SparsePoints
+from models.track import FlightTrack
+
+MANIFEST_NAME = "manifest.json"
+
+
+# -- atomic writes -----------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it into place on success.
+
+    The temporary name keeps the final suffix so format-by-extension writers
+    (GDAL, laspy) behave. On an exception the temporary file is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{uuid.uuid4().hex[:12]}-{final.name}"
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise WorkspaceError(f"writer produced no file for {final}")
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+
+
+def write_bytes_atomic(final: Path, data: bytes) -> None:
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json_atomic(final: Path, data: Any) -> None:
+    write_bytes_atomic(final, json.dumps(to_jsonable(data), indent=2, sort_keys=False).encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WorkspaceError(f"workspace file {path} is unreadable ({exc}); rerun with --rerun-from for its stage") from exc
+
+
+def fingerprint(path: Path) -> str:
+    """A cheap content fingerprint: size, mtime and a hash of the first and last 64 KiB."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return "missing"
+    if p.is_dir():
+        h = hashlib.blake2b(digest_size=12)
+        for child in sorted(p.rglob("*")):
+            if child.is_file() and not child.name.startswith(".tmp-"):
+                h.update(str(child.relative_to(p)).encode())
+                h.update(fingerprint(child).encode())
+        return f"dir:{h.hexdigest()}"
+    h = hashlib.blake2b(digest_size=12)
+    with open(p, "rb") as fh:
+        h.update(fh.read(65536))
+        if st.st_size > 131072:
+            fh.seek(-65536, os.SEEK_END)
+            h.update(fh.read(65536))
+    return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a finished stage did: written last, so its presence means the stage completed."""
+
+    stage: str
+    version: int
+    config: dict[str, Any]
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    figures: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """All paths, loads and saves of one output folder."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    # -- layout --------------------------------------------------------------------
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "work"
+
+    def stage_dir(self, stage: str) -> Path:
+        d = self.work_dir / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def ensure(self, input_dir: Path | None = None) -> None:
+        """Create the folder; refuse to write inside the input folder."""
+        if input_dir is not None:
+            src = Path(input_dir).resolve()
+            if self.root == src or src in self.root.parents:
+                raise WorkspaceError(
+                    f"output folder {self.root} is inside the input folder {src}; "
+                    "input folders are never written to, choose an output outside it"
+                )
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create output folder {self.root}: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise WorkspaceError(f"output folder {self.root} is not writable")
+
+    # -- deliverables ----------------------------------------------------------------
+    @property
+    def orthophoto_path(self) -> Path:
+        return self.root / "orthophoto.tif"
+
+    @property
+    def orthophoto_preview_path(self) -> Path:
+        return self.root / "orthophoto_preview.png"
+
+    @property
+    def dsm_path(self) -> Path:
+        return self.root / "dsm.tif"
+
+    @property
+    def dtm_path(self) -> Path:
+        return self.root / "dtm.tif"
+
+    @property
+    def pointcloud_path(self) -> Path:
+        return self.root / "pointcloud.laz"
+
+    @property
+    def copc_path(self) -> Path:
+        return self.root / "pointcloud.copc.laz"
+
+    @property
+    def sparse_cloud_path(self) -> Path:
+        return self.root / "sparse.laz"
+
+    @property
+    def cameras_geojson_path(self) -> Path:
+        return self.root / "cameras.geojson"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.root / "stats.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "aerobase.log"
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.root / "aerobase-error.log"
+
+    def save_stats(self, stats: dict[str, Any]) -> None:
+        write_json_atomic(self.stats_path, stats)
+
+    def load_stats(self) -> dict[str, Any]:
+        return dict(read_json(self.stats_path))
+
+    def stats_exist(self) -> bool:
+        return self.stats_path.exists()
+
+    # -- manifests -------------------------------------------------------------------
+    def manifest_path(self, stage: str) -> Path:
+        return self.work_dir / stage / MANIFEST_NAME
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        write_json_atomic(self.manifest_path(manifest.stage), manifest)
+
+    def load_manifest(self, stage: str) -> Manifest | None:
+        path = self.manifest_path(stage)
+        if not path.exists():
+            return None
+        try:
+            return from_jsonable(Manifest, read_json(path))
+        except (WorkspaceError, TypeError, KeyError):
+            return None
+
+    def manifest_exists(self, stage: str) -> bool:
+        return self.manifest_path(stage).exists()
+
+    def invalidate(self, stage: str) -> None:
+        """Forget that a stage finished (its files stay until it reruns)."""
+        self.manifest_path(stage).unlink(missing_ok=True)
+
+    # -- ingest ----------------------------------------------------------------------
+    @property
+    def images_path(self) -> Path:
+        return self.work_dir / "ingest" / "images.json"
+
+    def save_images(self, records: list[ImageRecord], skipped: list[SkippedItem]) -> None:
+        write_json_atomic(self.images_path, {"images": records, "skipped": skipped})
+
+    def load_images(self) -> list[ImageRecord]:
+        data = read_json(self.images_path)
+        return [from_jsonable(ImageRecord, r) for r in data["images"]]
+
+    def load_skipped_images(self) -> list[SkippedItem]:
+        data = read_json(self.images_path)
+        return [from_jsonable(SkippedItem, r) for r in data["skipped"]]
+
+    def images_exist(self) -> bool:
+        return self.images_path.exists()
+
+    @property
+    def cameras_path(self) -> Path:
+        return self.work_dir / "ingest" / "cameras.json"
+
+    def save_cameras(self, cameras: dict[str, CameraModel]) -> None:
+        write_json_atomic(self.cameras_path, cameras)
+
+    def load_cameras(self) -> dict[str, CameraModel]:
+        return {k: from_jsonable(CameraModel, v) for k, v in read_json(self.cameras_path).items()}
+
+    def cameras_exist(self) -> bool:
+        return self.cameras_path.exists()
+
+    @property
+    def tracks_path(self) -> Path:
+        return self.work_dir / "ingest" / "tracks.json"
+
+    def save_tracks(self, tracks: list[FlightTrack]) -> None:
+        write_json_atomic(self.tracks_path, tracks)
+
+    def load_tracks(self) -> list[FlightTrack]:
+        return [from_jsonable(FlightTrack, t) for t in read_json(self.tracks_path)]
+
+    def tracks_exist(self) -> bool:
+        return self.tracks_path.exists()
+
+    @property
+    def gcps_path(self) -> Path:
+        return self.work_dir / "ingest" / "gcps.json"
+
+    def save_gcps(self, gcps: GcpSet | None) -> None:
+        write_json_atomic(self.gcps_path, gcps)
+
+    def load_gcps(self) -> GcpSet | None:
+        data = read_json(self.gcps_path)
+        return None if data is None else from_jsonable(GcpSet, data)
+
+    def gcps_exist(self) -> bool:
+        return self.gcps_path.exists()
+
+    @property
+    def georef_path(self) -> Path:
+        return self.work_dir / "ingest" / "georef.json"
+
+    def save_georef(self, info: dict[str, Any]) -> None:
+        """The working CRS and flight-level facts (ground height, GSD estimate, clock offset)."""
+        write_json_atomic(self.georef_path, info)
+
+    def load_georef(self) -> dict[str, Any]:
+        return dict(read_json(self.georef_path))
+
+    def georef_exists(self) -> bool:
+        return self.georef_path.exists()
+
+    # -- sfm -------------------------------------------------------------------------
+    @property
+    def reconstruction_path(self) -> Path:
+        return self.work_dir / "sfm" / "reconstruction.json"
+
+    @property
+    def sparse_points_path(self) -> Path:
+        return self.work_dir / "sfm" / "sparse_points.npz"
+
+    def save_reconstruction(self, rec: Reconstruction) -> None:
+        with atomic_path(self.sparse_points_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    xyz=rec.points.xyz,
+                    rgb=rec.points.rgb,
+                    error_px=rec.points.error_px,
+                    track_length=rec.points.track_length,
+                )
+        doc = {
+            "crs": rec.crs,
+            "cameras": rec.cameras,
+            "images": {
+                name: {"camera_id": img.camera_id, "R": img.pose.R, "t": img.pose.t}
+                for name, img in rec.images.items()
+            },
+        }
+        write_json_atomic(self.reconstruction_path, doc)
+
+    def load_reconstruction(self) -> Reconstruction:
+        doc = read_json(self.reconstruction_path)
+        with np.load(self.sparse_points_path) as z:
+            points = SparsePoints(
+                xyz=z["xyz"], rgb=z["rgb"], error_px=z["error_px"], track_length=z["track_length"]
+            )
+        return Reconstruction(
+            crs=doc["crs"],
+            cameras={k: from_jsonable(CameraModel, v) for k, v in doc["cameras"].items()},
+            images={
+                name: RegisteredImage(name, d["camera_id"], Pose(np.asarray(d["R"]), np.asarray(d["t"])))
+                for name, d in doc["images"].items()
+            },
+            points=points,
+        )
+
+    def reconstruction_exists(self) -> bool:
+        return self.reconstruction_path.exists() and self.sparse_points_path.exists()
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise an InputError with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise InputError(message)
