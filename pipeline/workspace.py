@@ -27,15 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
+from drone_io.reconstruction_io import (
+    read_points_npz,
+    reconstruction_from_json,
+    reconstruction_to_json,
+    write_points_npz,
+)
 from models.camera import CameraModel
 from models.codec import from_jsonable, to_jsonable
 from models.errors import InputError, WorkspaceError
 from models.gcp import GcpSet
 from models.image import ImageRecord, SkippedItem
-from models.pose import Pose
-from models.reconstruction import Reconstruction, RegisteredImage, SparsePoints
+from models.reconstruction import Reconstruction
 from models.track import FlightTrack
 
 MANIFEST_NAME = "manifest.json"
@@ -320,38 +323,11 @@ class Workspace:
     def save_reconstruction(self, rec: Reconstruction) -> None:
         with atomic_path(self.sparse_points_path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    xyz=rec.points.xyz,
-                    rgb=rec.points.rgb,
-                    error_px=rec.points.error_px,
-                    track_length=rec.points.track_length,
-                )
-        doc = {
-            "crs": rec.crs,
-            "cameras": rec.cameras,
-            "images": {
-                name: {"camera_id": img.camera_id, "R": img.pose.R, "t": img.pose.t}
-                for name, img in rec.images.items()
-            },
-        }
-        write_json_atomic(self.reconstruction_path, doc)
+                write_points_npz(fh, rec.points)
+        write_json_atomic(self.reconstruction_path, reconstruction_to_json(rec))
 
     def load_reconstruction(self) -> Reconstruction:
-        doc = read_json(self.reconstruction_path)
-        with np.load(self.sparse_points_path) as z:
-            points = SparsePoints(
-                xyz=z["xyz"], rgb=z["rgb"], error_px=z["error_px"], track_length=z["track_length"]
-            )
-        return Reconstruction(
-            crs=doc["crs"],
-            cameras={k: from_jsonable(CameraModel, v) for k, v in doc["cameras"].items()},
-            images={
-                name: RegisteredImage(name, d["camera_id"], Pose(np.asarray(d["R"]), np.asarray(d["t"])))
-                for name, d in doc["images"].items()
-            },
-            points=points,
-        )
+        return reconstruction_from_json(read_json(self.reconstruction_path), read_points_npz(self.sparse_points_path))
 
     def reconstruction_exists(self) -> bool:
         return self.reconstruction_path.exists() and self.sparse_points_path.exists()
