@@ -1,0 +1,47 @@
+"""Shared fixtures: real datasets from ../shared/datasets (copied, never written) and helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = (REPO.parent / "shared" / "datasets").resolve()
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def dataset_path(*parts: str) -> Path:
+    """Path of a shared dataset file or folder; fails under CI=true when missing, else skips."""
+    path = SHARED_DATASETS.joinpath(*parts)
+    if not path.exists():
+        message = f"shared dataset {path} is missing"
+        if in_ci():
+            pytest.fail(message + " (CI=true: datasets are required)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def copy_dataset(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Copy a shared dataset folder (or file) into tmp_path and return the copy."""
+
+    def _copy(*parts: str, limit: int | None = None) -> Path:
+        src = dataset_path(*parts)
+        dst = tmp_path / "datasets" / Path(*parts)
+        if src.is_dir():
+            dst.mkdir(parents=True, exist_ok=True)
+            files = sorted(p for p in src.iterdir() if p.is_file())
+            for p in files[:limit] if limit else files:
+                shutil.copy2(p, dst / p.name)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+        return dst
+
+    return _copy
