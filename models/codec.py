@@ -70,10 +70,10 @@ def _decode(tp: Any, data: Any) -> Any:
     if tp is int:
         return int(data)
     if origin is tuple:
-        args = get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode(args[0], v) for v in data)
-        return tuple(_decode(a, v) for a, v in zip(args, data))
+        targs = get_args(tp)
+        if len(targs) == 2 and targs[1] is Ellipsis:
+            return tuple(_decode(targs[0], v) for v in data)
+        return tuple(_decode(a, v) for a, v in zip(targs, data))
     if origin is list:
         (arg,) = get_args(tp)
         return [_decode(arg, v) for v in data]

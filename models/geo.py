@@ -122,7 +122,9 @@ class Projector:
     def crs(self) -> pyproj.CRS:
         return _crs_from_user_input(self.crs_wkt)
 
-    def forward(self, lon: FloatArray, lat: FloatArray, h: FloatArray | None = None) -> FloatArray:
+    def forward(
+        self, lon: FloatArray | float, lat: FloatArray | float, h: FloatArray | float | None = None
+    ) -> FloatArray:
         """(lon, lat[, h]) degrees -> (N, 3) easting, northing, height."""
         lon_a = np.atleast_1d(np.asarray(lon, dtype=np.float64))
         lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))

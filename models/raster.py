@@ -78,14 +78,14 @@ class GridSpec:
 
     def cell_centers(self, window: Window) -> tuple[FloatArray, FloatArray]:
         """World x (1D, per column) and y (1D, per row) of the cell centres in a window."""
-        cols = np.arange(window.col_off, window.col_off + window.width) + 0.5
-        rows = np.arange(window.row_off, window.row_off + window.height) + 0.5
+        cols = np.arange(window.col_off, window.col_off + window.width, dtype=np.float64) + 0.5
+        rows = np.arange(window.row_off, window.row_off + window.height, dtype=np.float64) + 0.5
         return self.x_min + cols * self.resolution, self.y_max - rows * self.resolution
 
     def world_to_cell(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Fractional (col, row) with integer values at cell centres."""
-        col = (np.asarray(x) - self.x_min) / self.resolution - 0.5
-        row = (self.y_max - np.asarray(y)) / self.resolution - 0.5
+        col = (np.asarray(x, dtype=np.float64) - self.x_min) / self.resolution - 0.5
+        row = (self.y_max - np.asarray(y, dtype=np.float64)) / self.resolution - 0.5
         return col, row
 
     def tiles(self, tile_size: int) -> Iterator[Window]:
