@@ -30,13 +30,14 @@ def quiet_dask_logs() -> None:
 
 
 @contextlib.contextmanager
-def dask_client(run: RunConfig, scheduler: str | None = None, connect_timeout_s: float = 30.0) -> Iterator[Client]:
+def dask_client(run: RunConfig, scheduler: str | None = None) -> Iterator[Client]:
     """Yield a connected client; close what we created on exit.
 
     ``scheduler`` is ``tcp://HOST:PORT`` of a running ``dask scheduler``. Its
     workers must see the output folder at the same path as this machine.
     """
     quiet_dask_logs()
+    connect_timeout_s = run.scheduler_timeout_s
     if scheduler:
         try:
             client = Client(scheduler, timeout=f"{connect_timeout_s}s", set_as_default=False)

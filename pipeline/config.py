@@ -72,6 +72,8 @@ class RunConfig:
     threads_per_worker: int = 1
     # Memory limit per local worker, e.g. '4GiB'; 'auto' splits the machine's memory.
     memory_limit: str = "auto"
+    # Seconds to wait for a remote scheduler (--scheduler) to answer and to have a worker.
+    scheduler_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)

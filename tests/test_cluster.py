@@ -1,0 +1,79 @@
+"""The same command on a workstation cluster: a real `dask scheduler` and two `dask worker` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pipeline import cli
+
+DASK = Path(sys.executable).parent / "dask"
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    sched_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [
+        subprocess.Popen(
+            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )
+    ]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert sched_file.exists(), "dask scheduler did not start"
+        time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        for i in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard", "--name", f"w{i}",
+                     "--local-directory", str(tmp_path / f"w{i}")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                )
+            )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as probe:
+            probe.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.mark.slow
+def test_run_through_scheduler(tmp_path: Path, dask_cluster: str, copy_dataset, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    flight = copy_dataset("brighton_beach", "images")
+    out = tmp_path / "out"
+    code = cli.main(["run", str(flight), "-o", str(out), "--scheduler", dask_cluster, "--preset", "fast"])
+    _o, err = capsys.readouterr()
+    assert code == 0, err
+    assert "connected to Dask scheduler" in err and "2 workers" in err
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["images_total"] == 18
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path, copy_dataset, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    flight = copy_dataset("brighton_beach", "images", limit=1)
+    cfg = tmp_path / "quick.yaml"
+    cfg.write_text("run:\n  scheduler_timeout_s: 2\n")
+    code = cli.main(["run", str(flight), "-o", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9", "--config", str(cfg)])
+    _o, err = capsys.readouterr()
+    assert code == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
