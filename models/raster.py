@@ -74,7 +74,7 @@ class GridSpec:
         return (self.height, self.width)
 
     def window_transform(self, window: Window) -> Affine:
-        return self.transform * Affine.translation(window.col_off, window.row_off)
+        return self.transform @ Affine.translation(window.col_off, window.row_off)
 
     def cell_centers(self, window: Window) -> tuple[FloatArray, FloatArray]:
         """World x (1D, per column) and y (1D, per row) of the cell centres in a window."""
