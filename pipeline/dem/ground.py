@@ -1,0 +1,193 @@
+"""Ground classification of a point cloud: SMRF (Pingel et al. 2013) or cloth simulation, plus buildings.
+
+Classes follow ASPRS: 1 unclassified, 2 ground, 6 building. SMRF works on a
+minimum-height grid: a progressive morphological opening with disks of growing
+radius marks cells that rise above the opened surface by more than
+``slope * radius`` as objects; the remaining cells, interpolated, form a
+provisional ground surface, and a point is ground when it lies within
+``threshold + scalar * local slope`` of it. Buildings are non-ground points
+more than ``min_height`` above that surface in connected, smooth (roof-like)
+regions of at least ``min_area``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from models.raster import GridSpec, Window
+from pipeline.dem.grid import cell_index, interpolate_fill, nearest_fill
+
+FloatArray = NDArray[np.float64]
+F32 = NDArray[np.float32]
+BoolArray = NDArray[np.bool_]
+
+UNCLASSIFIED = 1
+GROUND = 2
+BUILDING = 6
+
+
+@dataclass(frozen=True)
+class SmrfOptions:
+    """SMRF parameters (ODM's defaults)."""
+
+    cell: float = 1.0  # minimum-surface cell size (m)
+    slope: float = 0.15  # terrain slope (rise over run) that is still ground
+    window: float = 18.0  # largest opening radius (m): objects up to twice this wide are removed
+    threshold: float = 0.5  # elevation threshold (m) of the final point test
+    scalar: float = 1.25  # elevation scalar: extra tolerance per unit of local slope
+
+
+@dataclass(frozen=True)
+class BuildingOptions:
+    """When non-ground points count as a building."""
+
+    min_height: float = 2.0  # above the ground surface (m)
+    min_area: float = 12.0  # footprint (m^2)
+    cell: float = 0.5  # grid cell for the footprint test (m)
+    max_roughness: float = 0.25  # median |height - local 3x3 mean| over the footprint (m): roofs are smooth
+
+
+@dataclass(frozen=True, eq=False)
+class GroundSurface:
+    """A ground surface on a grid, with bilinear lookup."""
+
+    grid: GridSpec
+    z: F32  # (H, W), no NaN
+
+    def sample(self, x: FloatArray, y: FloatArray) -> FloatArray:
+        col, row = self.grid.world_to_cell(x, y)
+        col = np.clip(col, 0, self.grid.width - 1)
+        row = np.clip(row, 0, self.grid.height - 1)
+        return np.asarray(ndimage.map_coordinates(self.z, [row, col], order=1, mode="nearest"), dtype=np.float64)
+
+    def slope(self) -> F32:
+        gy, gx = np.gradient(self.z.astype(np.float64), self.grid.resolution)
+        return np.hypot(gx, gy).astype(np.float32)
+
+
+def _grid_for(xyz: FloatArray, cell: float, crs: str = "") -> GridSpec:
+    return GridSpec.covering(crs, float(xyz[:, 0].min()), float(xyz[:, 1].min()), float(xyz[:, 0].max()) + 1e-6, float(xyz[:, 1].max()) + 1e-6, cell)
+
+
+def min_surface(xyz: FloatArray, grid: GridSpec) -> F32:
+    """Lowest point height per cell; empty cells NaN."""
+    window = Window(0, 0, grid.width, grid.height)
+    flat, inside = cell_index(grid, window, xyz[:, 0], xyz[:, 1])
+    out = np.full(grid.width * grid.height, np.inf)
+    np.minimum.at(out, flat[inside], xyz[inside, 2])
+    out[~np.isfinite(out)] = np.nan
+    return out.reshape(grid.height, grid.width).astype(np.float32)
+
+
+def _disk(radius: int) -> NDArray[np.uint8]:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
+    """SMRF's provisional ground surface of a point set."""
+    grid = _grid_for(xyz, opts.cell)
+    zmin = min_surface(xyz, grid)
+    base = float(np.nanmin(zmin))
+    z = nearest_fill(zmin) - base
+    # Low outliers: cells far below their neighbourhood (stray points under the ground).
+    low = (ndimage.median_filter(z, size=5) - z) > 2.0 * opts.threshold + 1.0
+    z = nearest_fill(np.where(low, np.nan, z).astype(np.float32))
+    objects = low.copy()
+    last = z.astype(np.float32)
+    for radius in range(1, int(math.ceil(opts.window / opts.cell)) + 1):
+        opened = cv2.morphologyEx(last, cv2.MORPH_OPEN, _disk(radius), borderType=cv2.BORDER_REPLICATE)
+        objects |= (last - opened) > opts.slope * radius * opts.cell
+        last = opened
+    provisional = np.where(objects | ~np.isfinite(zmin), np.nan, z).astype(np.float32)
+    ground = interpolate_fill(provisional, ~np.isfinite(provisional))
+    return GroundSurface(grid, (ground + base).astype(np.float32))
+
+
+def smrf_ground(xyz: FloatArray, opts: SmrfOptions) -> tuple[BoolArray, GroundSurface]:
+    """Which points are ground, and the ground surface they were tested against."""
+    surface = smrf_surface(xyz, opts)
+    zs = surface.sample(xyz[:, 0], xyz[:, 1])
+    slope_grid = GroundSurface(surface.grid, surface.slope())
+    s = slope_grid.sample(xyz[:, 0], xyz[:, 1])
+    return np.abs(xyz[:, 2] - zs) <= opts.threshold + opts.scalar * s, surface
+
+
+def csf_ground(xyz: FloatArray, cloth_resolution: float, class_threshold: float = 0.5) -> BoolArray:
+    """Cloth simulation filter (Zhang et al. 2016) via the cloth-simulation-filter package."""
+    import CSF
+
+    csf = CSF.CSF()
+    csf.params.bSloopSmooth = True
+    csf.params.cloth_resolution = cloth_resolution
+    csf.params.class_threshold = class_threshold
+    csf.params.rigidness = 2
+    origin = xyz.mean(axis=0)
+    csf.setPointCloud((xyz - origin).astype(np.float64))
+    ground = CSF.VecInt()
+    other = CSF.VecInt()
+    csf.do_filtering(ground, other, False)
+    mask = np.zeros(len(xyz), dtype=bool)
+    mask[np.asarray(ground, dtype=np.int64)] = True
+    return mask
+
+
+def ground_surface_from(xyz: FloatArray, ground: BoolArray, cell: float) -> GroundSurface:
+    """A ground surface interpolated from the ground points (for CSF, which returns none)."""
+    grid = _grid_for(xyz, cell)
+    window = Window(0, 0, grid.width, grid.height)
+    flat, inside = cell_index(grid, window, xyz[ground, 0], xyz[ground, 1])
+    total = np.bincount(flat[inside], weights=xyz[ground, 2][inside], minlength=grid.width * grid.height)
+    n = np.bincount(flat[inside], minlength=grid.width * grid.height)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (total / n).reshape(grid.height, grid.width).astype(np.float32)
+    z = interpolate_fill(z, ~np.isfinite(z))
+    return GroundSurface(grid, nearest_fill(z))
+
+
+def building_points(xyz: FloatArray, ground: BoolArray, surface: GroundSurface, opts: BuildingOptions) -> BoolArray:
+    """Non-ground points on large, smooth regions well above the ground surface."""
+    hag = xyz[:, 2] - surface.sample(xyz[:, 0], xyz[:, 1])
+    cand = ~ground & (hag > opts.min_height)
+    out = np.zeros(len(xyz), dtype=bool)
+    if cand.sum() < 3:
+        return out
+    grid = _grid_for(xyz, opts.cell)
+    window = Window(0, 0, grid.width, grid.height)
+    flat, _ = cell_index(grid, window, xyz[:, 0], xyz[:, 1])
+    size = grid.width * grid.height
+    n = np.bincount(flat[cand], minlength=size)
+    zsum = np.bincount(flat[cand], weights=xyz[cand, 2], minlength=size)
+    occupied = (n > 0).reshape(grid.height, grid.width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zc = np.where(n > 0, zsum / np.maximum(n, 1), np.nan).reshape(grid.height, grid.width).astype(np.float32)
+    # Close one-cell gaps so a roof is one region.
+    region = ndimage.binary_closing(occupied, structure=np.ones((3, 3), bool), iterations=1) | occupied
+    labels, count = ndimage.label(region, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return out
+    filled = nearest_fill(zc)
+    local = cv2.blur(filled, (3, 3))
+    rough = np.abs(filled - local)
+    idx = np.arange(1, count + 1)
+    occ_labels = np.where(occupied, labels, 0)
+    area = np.asarray(ndimage.sum(occupied, labels, idx)) * opts.cell**2
+    rough_med = np.asarray(ndimage.median(rough, occ_labels, idx), dtype=np.float64)
+    is_building = np.zeros(count + 1, dtype=bool)
+    is_building[1:] = (area >= opts.min_area) & (rough_med <= opts.max_roughness)
+    point_label = labels.ravel()[flat]
+    out = cand & is_building[point_label]
+    return out
+
+
+def classify(xyz: FloatArray, ground: BoolArray, buildings: BoolArray) -> NDArray[np.uint8]:
+    """ASPRS class codes from the ground and building masks."""
+    cls = np.full(len(xyz), UNCLASSIFIED, dtype=np.uint8)
+    cls[ground] = GROUND
+    cls[buildings & ~ground] = BUILDING
+    return cls

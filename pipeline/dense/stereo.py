@@ -1,0 +1,239 @@
+"""Two-view depth: rectify a pair, run OpenCV StereoSGBM, triangulate into the reference view.
+
+Rectification is Fusiello-style and works for any baseline direction: both
+cameras are turned to one common orientation whose x axis is the baseline, so
+rows align and the neighbour lies to the right (positive disparities). The
+undistort + rotate warp of each image is one ``cv2.initUndistortRectifyMap``.
+SGBM's own left-right check (``disp12MaxDiff``), uniqueness test and speckle
+filter reject unreliable matches. The disparity map is then sampled back onto
+the reference image's own (distorted) pixel grid and turned into depth along
+its optical axis, so every pair of one reference yields a depth map on the
+same grid.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from models.camera import CameraModel
+from models.pose import Pose
+
+FloatArray = NDArray[np.float64]
+F32 = NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class StereoOptions:
+    """StereoSGBM settings."""
+
+    block_size: int = 5  # matching block side (odd, px)
+    max_disparities: int = 256  # cap on the disparity search range (px at depth-map scale)
+    uniqueness_ratio: int = 10  # best cost must beat the second best by this percentage
+    speckle_window: int = 100  # connected regions smaller than this (px) are removed
+    speckle_range: int = 2  # disparity variation allowed inside a region (px)
+    lr_max_diff: int = 1  # left-right consistency tolerance (px)
+    max_size_factor: float = 1.6  # rectified image side at most this times the reference's
+
+
+@dataclass(frozen=True, eq=False)
+class Rectification:
+    """A common rectified frame for a reference and a neighbour camera."""
+
+    R: FloatArray  # world -> rectified-camera rotation (rows: baseline x, y, z)
+    K: FloatArray  # intrinsics of both rectified images
+    width: int
+    height: int
+    baseline: float  # distance between the centres (CRS units)
+
+    @property
+    def focal(self) -> float:
+        return float(self.K[0, 0])
+
+
+@functools.lru_cache(maxsize=8)
+def normalized_grid(cam: CameraModel) -> F32:
+    """Undistorted normalised coordinates (H, W, 2) of every pixel of a camera's grid."""
+    u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64), np.arange(cam.height, dtype=np.float64))
+    xn = cam.pixel_to_normalized(np.stack([u, v], axis=-1).reshape(-1, 2))
+    out = xn.reshape(cam.height, cam.width, 2).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _edge_pixels(cam: CameraModel, n: int = 16) -> FloatArray:
+    w, h = cam.width - 1.0, cam.height - 1.0
+    t = np.linspace(0.0, 1.0, n)
+    return np.concatenate(
+        [
+            np.stack([t * w, np.zeros(n)], 1),
+            np.stack([t * w, np.full(n, h)], 1),
+            np.stack([np.zeros(n), t * h], 1),
+            np.stack([np.full(n, w), t * h], 1),
+        ]
+    )
+
+
+def rectify(cam1: CameraModel, pose1: Pose, cam2: CameraModel, pose2: Pose, opts: StereoOptions) -> Rectification | None:
+    """The rectified frame of a pair, or None when the geometry is degenerate."""
+    b = pose2.center - pose1.center
+    baseline = float(np.linalg.norm(b))
+    if baseline <= 0.0:
+        return None
+    x = b / baseline
+    z0 = pose1.viewing_direction + pose2.viewing_direction
+    z0 = z0 / np.linalg.norm(z0)
+    if abs(float(z0 @ x)) > 0.8:  # baseline along the viewing direction: no usable rectification
+        return None
+    y = np.cross(z0, x)
+    y /= np.linalg.norm(y)
+    z = np.cross(x, y)
+    R = np.stack([x, y, z])
+    f = cam1.focal_px
+    xn = cam1.pixel_to_normalized(_edge_pixels(cam1))
+    rays = np.concatenate([xn, np.ones((len(xn), 1))], axis=1)
+    q = rays @ (R @ pose1.R.T).T
+    if np.any(q[:, 2] <= 1e-6):
+        return None
+    u = f * q[:, 0] / q[:, 2]
+    v = f * q[:, 1] / q[:, 2]
+    width = float(u.max() - u.min()) + 1.0
+    height = float(v.max() - v.min()) + 1.0
+    cap = opts.max_size_factor * max(cam1.width, cam1.height)
+    shrink = min(1.0, cap / max(width, height))
+    f *= shrink
+    cx = -u.min() * shrink
+    cy = -v.min() * shrink
+    K = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+    return Rectification(R=R, K=K, width=int(math.ceil(width * shrink)), height=int(math.ceil(height * shrink)), baseline=baseline)
+
+
+def rectify_maps(cam: CameraModel, pose: Pose, rect: Rectification) -> tuple[F32, F32]:
+    """remap() maps that warp an image of ``cam`` into the rectified frame."""
+    R_cam_to_rect = rect.R @ pose.R.T
+    m1, m2 = cv2.initUndistortRectifyMap(cam.K, cam.dist_coeffs, R_cam_to_rect, rect.K, (rect.width, rect.height), cv2.CV_32FC1)
+    return m1, m2
+
+
+def _inside(m1: F32, m2: F32, cam: CameraModel) -> NDArray[np.bool_]:
+    return (m1 >= 0) & (m1 <= cam.width - 1) & (m2 >= 0) & (m2 <= cam.height - 1)
+
+
+def disparity_range(depth_min: float, depth_max: float, rect: Rectification, qz_min: float, qz_max: float) -> tuple[int, int]:
+    """(minDisparity, numDisparities) covering depths [depth_min, depth_max] of the reference."""
+    fb = rect.focal * rect.baseline
+    d_lo = fb / (depth_max * qz_max)
+    d_hi = fb / (depth_min * qz_min)
+    min_d = int(math.floor(d_lo)) - 2
+    num = int(math.ceil((d_hi - min_d + 2) / 16.0)) * 16
+    return min_d, max(16, num)
+
+
+def sgbm(left: NDArray[np.uint8], right: NDArray[np.uint8], min_disp: int, num_disp: int, opts: StereoOptions) -> F32:
+    """Disparity (px, float32) of ``left``; NaN where SGBM found no reliable match."""
+    bs = opts.block_size
+    matcher = cv2.StereoSGBM.create(
+        minDisparity=min_disp,
+        numDisparities=num_disp,
+        blockSize=bs,
+        P1=8 * bs * bs,
+        P2=32 * bs * bs,
+        disp12MaxDiff=opts.lr_max_diff,
+        preFilterCap=63,
+        uniquenessRatio=opts.uniqueness_ratio,
+        speckleWindowSize=opts.speckle_window,
+        speckleRange=opts.speckle_range,
+        mode=cv2.StereoSGBM_MODE_SGBM_3WAY,
+    )
+    raw = matcher.compute(left, right)
+    disp = raw.astype(np.float32) / 16.0
+    disp[raw <= (min_disp - 1) * 16] = np.nan
+    return disp
+
+
+def pair_depth(
+    gray1: NDArray[np.uint8],
+    cam1: CameraModel,
+    pose1: Pose,
+    gray2: NDArray[np.uint8],
+    cam2: CameraModel,
+    pose2: Pose,
+    depth_min: float,
+    depth_max: float,
+    opts: StereoOptions,
+) -> F32 | None:
+    """Depth along the reference's axis on its own pixel grid from one pair; NaN where unknown.
+
+    ``gray1``/``gray2`` are the images at the resolution of ``cam1``/``cam2``
+    (already scaled). Returns None when the pair cannot be rectified.
+    """
+    rect = rectify(cam1, pose1, cam2, pose2, opts)
+    if rect is None:
+        return None
+    m1x, m1y = rectify_maps(cam1, pose1, rect)
+    m2x, m2y = rectify_maps(cam2, pose2, rect)
+    left = cv2.remap(gray1, m1x, m1y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    right = cv2.remap(gray2, m2x, m2y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    in1 = _inside(m1x, m1y, cam1)
+    in2 = _inside(m2x, m2y, cam2)
+    del m1x, m1y, m2x, m2y
+
+    # Reference pixels -> rectified pixels (a rotation of the undistorted rays).
+    xn = normalized_grid(cam1)
+    R_rr = (rect.R @ pose1.R.T).astype(np.float32)
+    q = xn[..., 0:1] * R_rr[:, 0] + xn[..., 1:2] * R_rr[:, 1] + R_rr[:, 2]
+    qz = q[..., 2]
+    min_d, num_d = disparity_range(depth_min, depth_max, rect, float(qz.min()), float(qz.max()))
+    if num_d > opts.max_disparities:
+        num_d = opts.max_disparities
+    if min_d + num_d >= rect.width - 8:
+        return None
+    disp = sgbm(left, right, min_d, num_d, opts)
+    del left, right
+    # Both ends of the match must come from real image content.
+    rows, cols = np.nonzero(np.isfinite(disp))
+    x2 = np.rint(cols - disp[rows, cols]).astype(np.int64)
+    ok = in1[rows, cols] & (x2 >= 0) & (x2 < rect.width)
+    ok[ok] &= in2[rows[ok], x2[ok]]
+    disp[rows[~ok], cols[~ok]] = np.nan
+    disp[disp <= 0] = np.nan
+
+    f = np.float32(rect.focal)
+    map_u = (f * q[..., 0] / qz + np.float32(rect.K[0, 2])).astype(np.float32)
+    map_v = (f * q[..., 1] / qz + np.float32(rect.K[1, 2])).astype(np.float32)
+    near = cv2.remap(disp, map_u, map_v, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    lin = cv2.remap(disp, map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    # Bilinear inside smooth regions, nearest across disparity edges (no mixed depths).
+    d = np.where(np.abs(lin - near) <= 0.5, lin, near)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = (f * np.float32(rect.baseline) / d) / qz
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    # Depths far outside the planned range are mismatches at the search limits.
+    depth[(depth < depth_min * 0.9) | (depth > depth_max * 1.1)] = np.nan
+    return depth.astype(np.float32)
+
+
+def combine_pair_depths(depths: list[F32], rel_tol: float) -> tuple[F32, NDArray[np.uint8]]:
+    """Median of the pair depths per pixel and how many pairs agree with it within ``rel_tol``.
+
+    Pixels where no pair agrees (or none has a depth) come back NaN / 0.
+    """
+    stack = np.stack(depths)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(stack, axis=0)
+        agree = np.abs(stack - med) <= rel_tol * med
+    count = agree.sum(axis=0).astype(np.uint8)
+    # Mean of the agreeing depths: more views, less noise.
+    with np.errstate(all="ignore"):
+        mean = np.where(agree, stack, 0.0).sum(axis=0) / np.maximum(count, 1)
+    out = np.where(count > 0, mean, np.nan).astype(np.float32)
+    return out, count
