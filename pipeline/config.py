@@ -144,10 +144,30 @@ class DenseConfig:
     depth_scale: float = 0.25
     # Neighbour views per reference image.
     num_neighbors: int = 4
-    # Views that must agree on a depth for it to survive.
+    # Views that must agree on a depth for it to survive (the reference counts as one).
     min_consistent_views: int = 2
     # Side of a fusion tile (m).
     fusion_tile_m: float = 100.0
+    # Neighbour selection: shared sparse points with a triangulation angle below this count nothing (deg).
+    min_angle_deg: float = 3.0
+    # Neighbour selection: the angle weight reaches its maximum here (deg).
+    optimal_angle_deg: float = 12.0
+    # Neighbour selection: shared points with a larger triangulation angle count nothing (deg).
+    max_angle_deg: float = 45.0
+    # Neighbour selection: fraction of the reference's sparse points a neighbour must also see.
+    min_overlap: float = 0.2
+    # StereoSGBM block size (odd, pixels at depth-map scale).
+    block_size: int = 5
+    # Cap on the SGBM disparity search range (pixels at depth-map scale).
+    max_disparities: int = 256
+    # Relative depth difference within which two views agree (0.01 = 1% of the depth).
+    depth_tolerance: float = 0.01
+    # Fusion voxel side as a multiple of the GSD divided by depth_scale (1.0 = one depth-map pixel).
+    fusion_voxel_factor: float = 0.5
+    # Statistical outlier removal: neighbours per point.
+    outlier_neighbors: int = 16
+    # Statistical outlier removal: points beyond mean + ratio * std of the neighbour distance go.
+    outlier_std_ratio: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,30 @@ class DemConfig:
     max_hole_cells: int = 20
     # Tile side in cells for gridding tasks.
     tile_size: int = 1024
+    # Percentile of the point heights in a cell that becomes its DSM height.
+    dsm_percentile: float = 75.0
+    # Median filter applied to the DSM (0 for none, 3 or 5).
+    dsm_median: int = 3
+    # The DTM is interpolated from ground points on cells of about this size (m), then resampled.
+    dtm_cell_m: float = 1.0
+    # SMRF minimum-surface cell (m).
+    smrf_cell_m: float = 1.0
+    # SMRF slope: terrain steeper than this rise over run is not ground.
+    smrf_slope: float = 0.15
+    # SMRF largest window radius (m); objects up to about twice this wide are found.
+    smrf_window_m: float = 18.0
+    # SMRF elevation threshold (m) of the final point test.
+    smrf_threshold: float = 0.5
+    # SMRF elevation scalar: extra tolerance per unit of local slope.
+    smrf_scalar: float = 1.25
+    # Cloth resolution (m) when ground_filter is csf.
+    csf_cloth_resolution: float = 1.0
+    # Non-ground points at least this far above the ground can be building (m).
+    building_min_height_m: float = 2.0
+    # Smallest building footprint (m^2).
+    building_min_area_m2: float = 12.0
+    # Largest median roughness (m) of a roof region; rougher regions (trees) stay unclassified.
+    building_max_roughness_m: float = 0.25
 
 
 @dataclass(frozen=True)

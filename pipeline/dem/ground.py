@@ -86,7 +86,7 @@ def min_surface(xyz: FloatArray, grid: GridSpec) -> F32:
 
 
 def _disk(radius: int) -> NDArray[np.uint8]:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)), dtype=np.uint8)
 
 
 def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
@@ -101,7 +101,7 @@ def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
     objects = low.copy()
     last = z.astype(np.float32)
     for radius in range(1, int(math.ceil(opts.window / opts.cell)) + 1):
-        opened = cv2.morphologyEx(last, cv2.MORPH_OPEN, _disk(radius), borderType=cv2.BORDER_REPLICATE)
+        opened = np.asarray(cv2.morphologyEx(last, cv2.MORPH_OPEN, _disk(radius), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
         objects |= (last - opened) > opts.slope * radius * opts.cell
         last = opened
     provisional = np.where(objects | ~np.isfinite(zmin), np.nan, z).astype(np.float32)

@@ -53,24 +53,44 @@ def voxel_keys(xyz: FloatArray, voxel: float) -> NDArray[np.int64]:
     return np.floor(xyz / voxel).astype(np.int64)
 
 
-def voxel_merge(xyz: FloatArray, rgb: U8, voxel: float) -> FusedPoints:
-    """One point per occupied voxel: mean position and colour, and the member count."""
+def voxel_merge(xyz: FloatArray, rgb: U8, voxel: float, weight: NDArray[np.uint16] | None = None) -> FusedPoints:
+    """One point per occupied voxel: weighted mean position and colour, and the summed weight.
+
+    ``weight`` is how many samples each input point already stands for (1 when
+    None), so merged clouds can be merged again: merging in steps equals
+    merging everything at once.
+    """
     if len(xyz) == 0:
         return FusedPoints.empty()
+    w = np.ones(len(xyz)) if weight is None else weight.astype(np.float64)
     keys = voxel_keys(xyz, voxel)
     lo = keys.min(axis=0)
     span = keys.max(axis=0) - lo + 1
     flat = ((keys[:, 0] - lo[0]) * span[1] + (keys[:, 1] - lo[1])) * span[2] + (keys[:, 2] - lo[2])
-    uniq, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    uniq, inverse = np.unique(flat, return_inverse=True)
+    total = np.bincount(inverse, weights=w, minlength=len(uniq))
     origin = lo * voxel
     rel = xyz - origin
     out = np.empty((len(uniq), 3))
     for a in range(3):
-        out[:, a] = np.bincount(inverse, weights=rel[:, a], minlength=len(uniq)) / counts
+        out[:, a] = np.bincount(inverse, weights=rel[:, a] * w, minlength=len(uniq)) / total
     col = np.empty((len(uniq), 3), np.uint8)
     for a in range(3):
-        col[:, a] = np.rint(np.bincount(inverse, weights=rgb[:, a].astype(np.float64), minlength=len(uniq)) / counts).astype(np.uint8)
-    return FusedPoints(out + origin, col, np.minimum(counts, 65535).astype(np.uint16))
+        col[:, a] = np.rint(np.bincount(inverse, weights=rgb[:, a] * w, minlength=len(uniq)) / total).astype(np.uint8)
+    return FusedPoints(out + origin, col, np.minimum(total, 65535).astype(np.uint16))
+
+
+def merge(parts: list[FusedPoints], voxel: float) -> FusedPoints:
+    """Voxel-merge already merged clouds (weights carried by their counts)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return FusedPoints.empty()
+    return voxel_merge(
+        np.concatenate([p.xyz for p in parts]),
+        np.concatenate([p.rgb for p in parts]),
+        voxel,
+        np.concatenate([p.count for p in parts]),
+    )
 
 
 def statistical_inliers(xyz: FloatArray, neighbors: int, std_ratio: float) -> NDArray[np.bool_]:
@@ -87,9 +107,8 @@ def statistical_inliers(xyz: FloatArray, neighbors: int, std_ratio: float) -> ND
     return keep
 
 
-def fuse_points(xyz: FloatArray, rgb: U8, core: tuple[float, float, float, float], opts: FusionOptions) -> FusedPoints:
-    """Merge a tile's points (tile + margin), remove outliers, keep the voxels of the core box."""
-    fused = voxel_merge(xyz, rgb, opts.voxel)
+def clean_tile(fused: FusedPoints, core: tuple[float, float, float, float], opts: FusionOptions) -> FusedPoints:
+    """Remove outliers from a tile's merged voxels (tile + margin) and keep the voxels of the core box."""
     if len(fused) == 0:
         return fused
     keep = (fused.count >= opts.min_voxel_points) & statistical_inliers(fused.xyz, opts.sor_neighbors, opts.sor_std_ratio)

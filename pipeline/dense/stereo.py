@@ -117,7 +117,7 @@ def rectify_maps(cam: CameraModel, pose: Pose, rect: Rectification) -> tuple[F32
     """remap() maps that warp an image of ``cam`` into the rectified frame."""
     R_cam_to_rect = rect.R @ pose.R.T
     m1, m2 = cv2.initUndistortRectifyMap(cam.K, cam.dist_coeffs, R_cam_to_rect, rect.K, (rect.width, rect.height), cv2.CV_32FC1)
-    return m1, m2
+    return np.asarray(m1, dtype=np.float32), np.asarray(m2, dtype=np.float32)
 
 
 def _inside(m1: F32, m2: F32, cam: CameraModel) -> NDArray[np.bool_]:
@@ -177,8 +177,8 @@ def pair_depth(
         return None
     m1x, m1y = rectify_maps(cam1, pose1, rect)
     m2x, m2y = rectify_maps(cam2, pose2, rect)
-    left = cv2.remap(gray1, m1x, m1y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    right = cv2.remap(gray2, m2x, m2y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    left = np.asarray(cv2.remap(gray1, m1x, m1y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
+    right = np.asarray(cv2.remap(gray2, m2x, m2y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
     in1 = _inside(m1x, m1y, cam1)
     in2 = _inside(m2x, m2y, cam2)
     del m1x, m1y, m2x, m2y
