@@ -503,7 +503,7 @@ def read_image_record(path: Path, name: str) -> ImageRecord:
             file_format = "tiff"
 
     if not tags:
-        notes.append("no EXIF metadata (no camera, GPS or time); the image is kept without a position")
+        notes.append("no EXIF metadata (no camera, GPS position or time)")
 
     orientation = _tag_int(tags, "Image Orientation") or 1
     if orientation in (5, 6, 7, 8):

@@ -222,6 +222,10 @@ def inspect_flight(
     return build_report(result, time.perf_counter() - t0, target)
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100.0 * v:.0f}%"
 
@@ -250,7 +254,7 @@ def format_inspect(report: InspectReport) -> str:
     for c in j["cameras"]:
         focal_mm = f"{c['focal_mm']:.2f} mm, " if c["focal_mm"] else ""
         lines.append(
-            f"  {c['id']}: {c['images']} images, {c['width']}x{c['height']}, {focal_mm}"
+            f"  {c['id']}: {_n(c['images'], 'image')}, {c['width']}x{c['height']}, {focal_mm}"
             f"focal {c['focal_px']:.0f} px ({c['focal_source']})"
         )
     ps = ", ".join(f"{k} {v}" for k, v in j["position_sources"].items())

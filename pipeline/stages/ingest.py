@@ -130,7 +130,7 @@ def ingest_flight(files: FlightFiles, cfg: Config, reader: Reader = read_serial)
     for rec in records:
         if not rec.has_position:
             why = "; ".join(rec.warnings) or "no position"
-            logger.warning("%s has no position (%s); it is kept for reconstruction but not georeferenced", rec.name, why)
+            logger.warning("%s has no position (%s); kept for reconstruction, not for georeferencing", rec.name, why)
     for bare, paths in ImageIndex([r.name for r in records]).ambiguous().items():
         logger.warning(
             "file name %s appears in %d sub-folders (%s); GCP files and geo.txt must name these images by relative path",
