@@ -82,7 +82,7 @@ def check_observations(
                 )
             raise InputError(
                 f"{where}: GCP '{ob.point}' is measured in image '{ob.image}', which is not in the batch "
-                f"({len(images)} images); check the file name (case matters) or remove the line"
+                f"({len(images)} images); check the file name or remove the line"
             )
         rec = by_name[name]
         if not (-0.5 <= ob.px <= rec.width - 0.5 and -0.5 <= ob.py <= rec.height - 0.5):

@@ -117,9 +117,12 @@ class ImageIndex:
         ref = ref.strip().replace("\\", "/")
         if ref in self._names:
             return ref
-        matches = self._by_bare.get(ref.rsplit("/", 1)[-1], ())
         if "/" in ref:
-            return None
+            folded = [n for n in self._names if n.lower() == ref.lower()]
+            return folded[0] if len(folded) == 1 else None
+        matches = self._by_bare.get(ref, ())
+        if not matches:  # a GCP tool may change the case of the name (DJI_0001.JPG vs dji_0001.jpg)
+            matches = tuple(n for k, v in self._by_bare.items() if k.lower() == ref.lower() for n in v)
         if len(matches) > 1:
             raise InputError(
                 f"image name '{ref}' is ambiguous: it matches {' and '.join(matches)}; "

@@ -13,6 +13,7 @@ from pipeline.batch import time_ordered
 from pipeline.ground import GroundSource, ground_from_image_motion, ground_from_relative_altitude
 
 
+@pytest.mark.slow
 def test_image_motion_agrees_with_relative_altitude() -> None:
     paths = sorted(dataset_path("brighton_beach", "images").iterdir())[:8]
     recs = time_ordered([read_image_record(p, p.name) for p in paths])

@@ -191,6 +191,7 @@ def test_image_index_resolves_relative_and_unique_bare_names() -> None:
     assert idx.lookup("DJI_0002.JPG") == "DJI_0002.JPG"
     assert idx.lookup("DJI_0003.JPG") == "c/DJI_0003.JPG"
     assert idx.lookup("DJI_0009.JPG") is None
+    assert idx.lookup("dji_0002.jpg") == "DJI_0002.JPG" and idx.lookup("C/dji_0003.jpg") == "c/DJI_0003.JPG"
     with pytest.raises(ValueError, match="a/DJI_0001.JPG and b/DJI_0001.JPG"):
         idx.lookup("DJI_0001.JPG")
 

@@ -39,6 +39,7 @@ def _check_geojson(path: Path, n_images: int, lon_range: tuple[float, float], la
     return fc["features"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_inspect_brighton(copy_dataset: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     flight = copy_dataset("brighton_beach", "images")
     out = tmp_path / "out" / "cams.geojson"
@@ -68,6 +69,7 @@ def test_inspect_brighton(copy_dataset: Callable[..., Path], tmp_path: Path, cap
     assert first["height_reference"] == "orthometric" and first["position_source"] == "exif"
 
 
+@pytest.mark.slow
 def test_inspect_seneca(copy_dataset: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     flight = copy_dataset("seneca_subset", "images")
     code, j, _err = _inspect(capsys, str(flight), "-o", str(tmp_path))
