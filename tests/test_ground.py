@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import dataset_path
+from tests.conftest import dataset_path
 from drone_io.images import read_image_record
 from models.geo import Projector, resolve_working_crs
 from models.sensors import build_cameras

@@ -11,10 +11,10 @@ import numpy as np
 import piexif
 import pytest
 
-from conftest import dataset_path
+from tests.conftest import dataset_path
 from drone_io.images import ImageReadError, read_image_record, sniff_kind
 from drone_io.xmp import build_dji_xmp, parse_dji_xmp
-from ingest_helpers import camera_tiff, with_exif_of, write
+from tests.ingest_helpers import camera_tiff, with_exif_of, write
 from models.image import ImageIndex, PositionSource
 from models.sensors import FocalSource, build_cameras, focal_px_estimate
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import cv2
 import pytest
 
-from ingest_helpers import with_exif_of, write
+from tests.ingest_helpers import with_exif_of, write
 from pipeline.cli import main
 
 GOOD = ["DJI_0018.JPG", "DJI_0019.JPG", "DJI_0020.JPG"]
