@@ -121,26 +121,27 @@ def interpolate_fill(arr: F32, fill: BoolArray) -> F32:
 
 
 def small_holes(arr: F32, max_hole_cells: int, border_pad: tuple[bool, bool, bool, bool] = (True, True, True, True)) -> BoolArray:
-    """NaN cells that belong to holes at most ``max_hole_cells`` across.
+    """NaN cells in gaps at most ``max_hole_cells`` across: the morphological closing of the data mask.
 
-    A hole's width is twice the largest distance from one of its cells to the
-    nearest valid cell. ``border_pad`` (top, bottom, left, right) marks window
-    sides that are the edge of the whole raster: a hole touching such a side is
-    the outside of the flown area, never a small hole.
+    Closing with a disk of diameter ``max_hole_cells`` fills holes, cracks and
+    notches narrower than the disk, wherever they lead, but never grows the
+    outer boundary of the data or closes a wider gap. ``border_pad`` (top,
+    bottom, left, right) marks window sides that are the edge of the whole
+    raster, beyond which there is no data; other sides need a margin of at
+    least ``max_hole_cells + 1`` cells for tiles to agree with one pass.
     """
-    nodata = ~np.isfinite(arr)
-    if not nodata.any() or max_hole_cells <= 0:
-        return np.zeros_like(nodata)
-    p = max_hole_cells + 2
+    valid = np.isfinite(arr)
+    if valid.all() or not valid.any() or max_hole_cells <= 0:
+        return np.zeros(arr.shape, dtype=bool)
+    r = (max_hole_cells + 1) // 2
+    p = r + 1
     top, bottom, left, right = (p if b else 0 for b in border_pad)
-    padded = np.pad(nodata, ((top, bottom), (left, right)), constant_values=True)
-    labels, n = ndimage.label(padded)
-    dist = ndimage.distance_transform_edt(padded)
-    widest = ndimage.maximum(dist, labels, index=np.arange(1, n + 1))
-    small = np.zeros(n + 1, dtype=bool)
-    small[1:] = 2.0 * np.asarray(widest) <= max_hole_cells + 1.0
-    mask = small[labels]
-    return mask[top : top + arr.shape[0], left : left + arr.shape[1]]
+    padded = np.pad(valid, ((top, bottom), (left, right)), constant_values=False).astype(np.uint8)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    grown = cv2.dilate(padded, disk, borderType=cv2.BORDER_REPLICATE)
+    closed = cv2.erode(grown, disk, borderType=cv2.BORDER_REPLICATE)
+    fill = closed[top : top + arr.shape[0], left : left + arr.shape[1]].astype(bool)
+    return fill & ~valid
 
 
 def median_smooth(arr: F32, size: int = 3) -> F32:

@@ -113,10 +113,10 @@ def rectify(cam1: CameraModel, pose1: Pose, cam2: CameraModel, pose2: Pose, opts
     return Rectification(R=R, K=K, width=int(math.ceil(width * shrink)), height=int(math.ceil(height * shrink)), baseline=baseline)
 
 
-def rectify_maps(cam: CameraModel, pose: Pose, rect: Rectification) -> tuple[F32, F32]:
-    """remap() maps that warp an image of ``cam`` into the rectified frame."""
+def rectify_maps(cam: CameraModel, pose: Pose, rect: Rectification, K: FloatArray) -> tuple[F32, F32]:
+    """remap() maps that warp an image of ``cam`` into the rectified frame (intrinsics ``K``)."""
     R_cam_to_rect = rect.R @ pose.R.T
-    m1, m2 = cv2.initUndistortRectifyMap(cam.K, cam.dist_coeffs, R_cam_to_rect, rect.K, (rect.width, rect.height), cv2.CV_32FC1)
+    m1, m2 = cv2.initUndistortRectifyMap(cam.K, cam.dist_coeffs, R_cam_to_rect, K, (rect.width, rect.height), cv2.CV_32FC1)
     return np.asarray(m1, dtype=np.float32), np.asarray(m2, dtype=np.float32)
 
 
@@ -175,25 +175,27 @@ def pair_depth(
     rect = rectify(cam1, pose1, cam2, pose2, opts)
     if rect is None:
         return None
-    m1x, m1y = rectify_maps(cam1, pose1, rect)
-    m2x, m2y = rectify_maps(cam2, pose2, rect)
-    left = np.asarray(cv2.remap(gray1, m1x, m1y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
-    right = np.asarray(cv2.remap(gray2, m2x, m2y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
-    in1 = _inside(m1x, m1y, cam1)
-    in2 = _inside(m2x, m2y, cam2)
-    del m1x, m1y, m2x, m2y
-
     # Reference pixels -> rectified pixels (a rotation of the undistorted rays).
     xn = normalized_grid(cam1)
     R_rr = (rect.R @ pose1.R.T).astype(np.float32)
     q = xn[..., 0:1] * R_rr[:, 0] + xn[..., 1:2] * R_rr[:, 1] + R_rr[:, 2]
     qz = q[..., 2]
     min_d, num_d = disparity_range(depth_min, depth_max, rect, float(qz.min()), float(qz.max()))
-    if num_d > opts.max_disparities:
-        num_d = opts.max_disparities
-    if min_d + num_d >= rect.width - 8:
+    num_d = min(num_d, opts.max_disparities)
+    if num_d >= rect.width - 8:
         return None
-    disp = sgbm(left, right, min_d, num_d, opts)
+    # The neighbour's rectified image is shifted right by min_d pixels, so SGBM searches
+    # [0, num_d) and loses only num_d (not min_d + num_d) columns at the left border.
+    K2 = rect.K.copy()
+    K2[0, 2] += min_d
+    m1x, m1y = rectify_maps(cam1, pose1, rect, rect.K)
+    m2x, m2y = rectify_maps(cam2, pose2, rect, K2)
+    left = np.asarray(cv2.remap(gray1, m1x, m1y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
+    right = np.asarray(cv2.remap(gray2, m2x, m2y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
+    in1 = _inside(m1x, m1y, cam1)
+    in2 = _inside(m2x, m2y, cam2)
+    del m1x, m1y, m2x, m2y
+    disp = sgbm(left, right, 0, num_d, opts)
     del left, right
     # Both ends of the match must come from real image content.
     rows, cols = np.nonzero(np.isfinite(disp))
@@ -201,6 +203,7 @@ def pair_depth(
     ok = in1[rows, cols] & (x2 >= 0) & (x2 < rect.width)
     ok[ok] &= in2[rows[ok], x2[ok]]
     disp[rows[~ok], cols[~ok]] = np.nan
+    disp += np.float32(min_d)  # back to true disparities of the common frame
     disp[disp <= 0] = np.nan
 
     f = np.float32(rect.focal)

@@ -35,6 +35,7 @@ class NeighbourOptions:
     min_overlap: float = 0.2  # fraction of the reference's sparse points the neighbour must also see
     depth_margin: float = 0.15  # relative widening of the sparse depth range on both sides
     candidates: int = 24  # nearest camera centres considered per reference
+    coverage_decay: float = 0.35  # weight of a point already seen by k chosen neighbours: decay**k
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,14 @@ def angle_weight(theta_deg: FloatArray, opts: NeighbourOptions) -> FloatArray:
     return np.where((t < opts.angle_min_deg) | (t > opts.angle_max_deg), 0.0, w)
 
 
-def pair_score(rec: Reconstruction, ref: str, other: str, pts: FloatArray, opts: NeighbourOptions) -> tuple[float, float]:
-    """(score, overlap) of a candidate neighbour from the reference's scene points."""
+def point_weights(rec: Reconstruction, ref: str, other: str, pts: FloatArray, opts: NeighbourOptions) -> FloatArray:
+    """Per scene point of the reference: angle weight x scale weight of seeing it from ``other`` (0 if unseen)."""
+    w = np.zeros(len(pts))
     if len(pts) == 0:
-        return 0.0, 0.0
+        return w
     ok, depth_o = visible_points(rec, other, pts)
     if not ok.any():
-        return 0.0, 0.0
+        return w
     p = pts[ok]
     c_r = rec.images[ref].pose.center
     c_o = rec.images[other].pose.center
@@ -113,9 +115,30 @@ def pair_score(rec: Reconstruction, ref: str, other: str, pts: FloatArray, opts:
     f_r = rec.camera_of(ref).focal_px
     f_o = rec.camera_of(other).focal_px
     ratio = (depth_r / f_r) / (depth_o[ok] / f_o)
-    w_scale = np.minimum(ratio, 1.0 / ratio) ** 2
-    score = float(np.sum(angle_weight(theta, opts) * w_scale))
-    return score, float(ok.sum()) / float(len(pts))
+    w[ok] = angle_weight(theta, opts) * np.minimum(ratio, 1.0 / ratio) ** 2
+    return w
+
+
+def choose_neighbours(weights: dict[str, FloatArray], opts: NeighbourOptions) -> list[tuple[float, str]]:
+    """Greedy choice that rewards covering the reference's points not yet covered.
+
+    Each pick adds, per point, its weight times ``coverage_decay`` to the power of
+    how many chosen neighbours already see that point, so the set spreads over
+    the whole reference image (its edges and corners too) instead of piling onto
+    the centre (OpenMVS weighs the covered area the same way).
+    """
+    covered = np.zeros(len(next(iter(weights.values())))) if weights else np.zeros(0)
+    chosen: list[tuple[float, str]] = []
+    left = dict(weights)
+    while left and len(chosen) < opts.num_neighbors:
+        decay = opts.coverage_decay**covered
+        gains = {n: float(np.sum(w * decay)) for n, w in left.items()}
+        best = max(sorted(gains), key=lambda n: gains[n])
+        if gains[best] <= 0.0:
+            break
+        chosen.append((gains[best], best))
+        covered += left.pop(best) > 0.0
+    return chosen
 
 
 def depth_range(depths: FloatArray, margin: float) -> tuple[float, float]:
@@ -138,13 +161,12 @@ def plan_views(rec: Reconstruction, opts: NeighbourOptions, ground_z: float | No
         d_min, d_max = depth_range(depths, opts.depth_margin)
         dist = np.linalg.norm(centers - centers[i], axis=1)
         order = [j for j in np.argsort(dist) if j != i][: opts.candidates]
-        scored: list[tuple[float, str]] = []
+        weights: dict[str, FloatArray] = {}
         for j in order:
-            score, overlap = pair_score(rec, ref, names[j], pts, opts)
-            if score > 0.0 and overlap >= opts.min_overlap:
-                scored.append((score, names[j]))
-        scored.sort(key=lambda s: (-s[0], s[1]))
-        chosen = scored[: opts.num_neighbors]
+            w = point_weights(rec, ref, names[j], pts, opts)
+            if np.count_nonzero(w) >= opts.min_overlap * len(pts):
+                weights[names[j]] = w
+        chosen = choose_neighbours(weights, opts)
         if chosen:
             plans[ref] = ViewPlan(
                 image=ref,

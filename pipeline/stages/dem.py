@@ -227,14 +227,16 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
         )
     names = [f"r{t.window.row_off}c{t.window.col_off}" for t in gtasks]
     results = map_tasks(client, grid_task, gtasks, ws, grid, margin, opts, ground_z, label="dem-grid", item_names=names)
-    description = f"Aerobase DSM, {resolution:.3f} m cells, {fusion.crs}"
-    with TiledRasterWriter(ws.dsm_path, grid, "float", nodata=NODATA, description=description) as dsm_w, TiledRasterWriter(
-        ws.dtm_path, grid, "float", nodata=NODATA, description=description.replace("DSM", "DTM")
-    ) as dtm_w:
+    # (TiledRasterWriter's ``description`` re-opens the finished COG in update mode, which GDAL
+    # refuses for COG layouts, so the rasters carry no description tag.)
+    with TiledRasterWriter(ws.dsm_path, grid, "float", nodata=NODATA) as dsm_w, TiledRasterWriter(ws.dtm_path, grid, "float", nodata=NODATA) as dtm_w:
         for r in results:
             tile = ws.load_dem_tile(r.window)
             dsm_w.write(r.window, np.nan_to_num(tile.dsm, nan=NODATA), np.isfinite(tile.dsm))
             dtm_w.write(r.window, np.nan_to_num(tile.dtm, nan=NODATA), np.isfinite(tile.dtm))
+            del tile
+    for r in results:
+        ws.dem_tile_path(r.window).unlink(missing_ok=True)
     valid = sum(r.valid_cells for r in results)
     seen = sum(r.seen_cells for r in results)
     seen_valid = sum(r.seen_valid_cells for r in results)

@@ -135,16 +135,25 @@ def stereo_options(cfg: Config) -> StereoOptions:
     return StereoOptions(block_size=cfg.dense.block_size, max_disparities=cfg.dense.max_disparities)
 
 
-def tasks_for(rec: Reconstruction, plans: dict[str, ViewPlan], paths: dict[str, str]) -> list[DepthTask]:
-    return [
-        DepthTask(
-            ref=_geometry(rec, paths, name),
-            neighbours=tuple(_geometry(rec, paths, n) for n in plan.neighbors),
-            depth_min=plan.depth_min,
-            depth_max=plan.depth_max,
+def tasks_for(rec: Reconstruction, plans: dict[str, ViewPlan], paths: dict[str, str], symmetric: bool = False) -> list[DepthTask]:
+    """One task per planned image; ``symmetric`` adds the images that chose it as a neighbour."""
+    chosen_by: dict[str, list[str]] = {n: [] for n in plans}
+    for name, plan in sorted(plans.items()):
+        for nb in plan.neighbors:
+            if nb in chosen_by and name not in plans[nb].neighbors:
+                chosen_by[nb].append(name)
+    tasks = []
+    for name, plan in sorted(plans.items()):
+        nbs = list(plan.neighbors) + (chosen_by[name] if symmetric else [])
+        tasks.append(
+            DepthTask(
+                ref=_geometry(rec, paths, name),
+                neighbours=tuple(_geometry(rec, paths, n) for n in nbs),
+                depth_min=plan.depth_min,
+                depth_max=plan.depth_max,
+            )
         )
-        for name, plan in sorted(plans.items())
-    ]
+    return tasks
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
@@ -169,8 +178,10 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     sopts = stereo_options(cfg)
     tol = cfg.dense.depth_tolerance
     raw_counts = map_tasks(client, depth_task, tasks, ws, scale, sopts, tol, label="densify-depth", item_names=names)
+    # Consistency also asks the images that chose this one, so two-view areas can agree.
+    check = tasks_for(rec, plans, paths, symmetric=True)
     summaries = map_tasks(
-        client, consistency_task, tasks, ws, scale, tol, cfg.dense.min_consistent_views, label="densify-consistency", item_names=names
+        client, consistency_task, check, ws, scale, tol, cfg.dense.min_consistent_views, label="densify-consistency", item_names=names
     )
     index = DenseIndex(crs=rec.crs, gsd_m=gsd, depth_scale=scale, images=tuple(summaries))
     ws.save_dense_index(index)
