@@ -39,6 +39,7 @@ class StereoOptions:
     speckle_range: int = 2  # disparity variation allowed inside a region (px)
     lr_max_diff: int = 1  # left-right consistency tolerance (px)
     max_size_factor: float = 1.6  # rectified image side at most this times the reference's
+    refine: bool = True  # gradient-based sub-pixel refinement of SGBM's disparities
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,6 +157,47 @@ def sgbm(left: NDArray[np.uint8], right: NDArray[np.uint8], min_disp: int, num_d
     return disp
 
 
+def refine_disparity(left: NDArray[np.uint8], right: NDArray[np.uint8], disp: F32, iterations: int = 3, window: int = 11) -> F32:
+    """Sub-pixel refinement of a disparity map by windowed Lucas-Kanade steps along the rows.
+
+    SGBM's parabola fit "pixel-locks": its sub-pixel estimate is pulled toward
+    whole disparities by up to a quarter pixel, which shows as bands following
+    the terrain's height contours. Each step here minimises the windowed SSD
+    between the left image and the right image resampled at ``x - d``, which
+    has no such bias on textured surfaces. Steps are limited to half a pixel;
+    pixels without texture or with a step that will not settle keep SGBM's value.
+    """
+    h, w = left.shape
+    L = left.astype(np.float32)
+    R = cv2.GaussianBlur(right.astype(np.float32), (0, 0), 0.6)
+    L = cv2.GaussianBlur(L, (0, 0), 0.6)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
+    valid = np.isfinite(disp)
+    d = np.where(valid, disp, 0.0).astype(np.float32)
+    gx_r = cv2.Sobel(R, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    total = np.zeros_like(d)
+    ok = valid.copy()
+    sigma = window / 4.0
+    for _ in range(iterations):
+        mx = xs - d
+        warped = cv2.remap(R, mx, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        grad = cv2.remap(gx_r, mx, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        r = L - warped
+        # Gaussian (not box) window: its frequency response stays in [0, 1], so repeated
+        # steps damp disparity noise instead of amplifying the box filter's side lobes.
+        num = cv2.GaussianBlur(r * grad, (0, 0), sigma)
+        den = cv2.GaussianBlur(grad * grad, (0, 0), sigma)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # I_R(x - d - s) ~ warped - s * grad; least squares in s, and d grows by s.
+            step = np.where(den > 1e-3, -num / den, 0.0)
+        step = np.clip(step, -0.5, 0.5).astype(np.float32)
+        d = d + np.where(ok, step, 0.0).astype(np.float32)
+        total += np.where(ok, step, 0.0).astype(np.float32)
+    ok &= np.abs(total) <= 1.0
+    return np.where(ok, d, np.where(valid, disp, np.nan)).astype(np.float32)
+
+
 def pair_depth(
     gray1: NDArray[np.uint8],
     cam1: CameraModel,
@@ -196,6 +238,8 @@ def pair_depth(
     in2 = _inside(m2x, m2y, cam2)
     del m1x, m1y, m2x, m2y
     disp = sgbm(left, right, 0, num_d, opts)
+    if opts.refine:
+        disp = refine_disparity(left, right, disp)
     del left, right
     # Both ends of the match must come from real image content.
     rows, cols = np.nonzero(np.isfinite(disp))
@@ -221,22 +265,26 @@ def pair_depth(
     return depth.astype(np.float32)
 
 
-def combine_pair_depths(depths: list[F32], rel_tol: float) -> tuple[F32, NDArray[np.uint8]]:
-    """Median of the pair depths per pixel and how many pairs agree with it within ``rel_tol``.
+def combine_pair_depths(depths: list[F32], rel_tol: float, weights: list[float] | None = None) -> tuple[F32, NDArray[np.uint8]]:
+    """Weighted mean of the pair depths that agree with their median, and how many agree.
 
-    Pixels where no pair agrees (or none has a depth) come back NaN / 0.
+    A pair agrees at a pixel when its depth is within ``rel_tol`` of the median
+    of all pairs there. ``weights`` (one per pair, e.g. baseline squared: depth
+    precision grows with it) weight the mean. Pixels where no pair has a depth
+    come back NaN / 0.
     """
     stack = np.stack(depths)
-    with np.errstate(all="ignore"):
-        import warnings
+    w = np.ones(len(depths), np.float32) if weights is None else np.asarray(weights, np.float32)
+    import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(stack, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(stack, axis=0)
+    with np.errstate(all="ignore"):
         agree = np.abs(stack - med) <= rel_tol * med
     count = agree.sum(axis=0).astype(np.uint8)
-    # Mean of the agreeing depths: more views, less noise.
+    wa = np.where(agree, w[:, None, None], np.float32(0.0))
     with np.errstate(all="ignore"):
-        mean = np.where(agree, stack, 0.0).sum(axis=0) / np.maximum(count, 1)
+        mean = (np.where(agree, stack, 0.0) * wa).sum(axis=0) / np.maximum(wa.sum(axis=0), 1e-12)
     out = np.where(count > 0, mean, np.nan).astype(np.float32)
     return out, count

@@ -71,14 +71,17 @@ def depth_task(task: DepthTask, ws: Workspace, scale: float, opts: StereoOptions
     rgb1 = _read(task.ref, scale)
     gray1 = _gray(rgb1)
     depths = []
+    weights = []
     for nb in task.neighbours:
         cam2 = nb.camera.scaled(scale)
         gray2 = _gray(_read(nb, scale))
         d = pair_depth(gray1, cam1, task.ref.pose, gray2, cam2, nb.pose, task.depth_min, task.depth_max, opts)
         if d is not None:
             depths.append(d)
+            # Depth precision grows with the baseline: weight each pair by its square.
+            weights.append(float(np.sum((nb.pose.center - task.ref.pose.center) ** 2)))
     if depths:
-        depth, count = combine_pair_depths(depths, rel_tol)
+        depth, count = combine_pair_depths(depths, rel_tol, weights)
     else:
         depth, count = np.full(gray1.shape, np.nan, np.float32), np.zeros(gray1.shape, np.uint8)
     dm = DepthMap(image=name, scale=scale, depth=depth, rgb=rgb1, views=count)
