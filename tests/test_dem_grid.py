@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from distributed import Client
 
 from models.raster import GridSpec, Window
+from pipeline.cluster import dask_client
+from pipeline.config import RunConfig
 from pipeline.dem.grid import cell_percentile, interpolate_fill, median_smooth, small_holes
 from pipeline.dem.ground import GROUND, UNCLASSIFIED
 from pipeline.dem.surfaces import SurfaceOptions, surfaces
@@ -85,7 +86,7 @@ def test_surfaces_eager_equals_dask_tiles() -> None:
     rb, cb = int((80 - 30) / 0.4), int(40 / 0.4)
     assert whole.dsm[rb, cb] == pytest.approx(10 + 0.8 + 6.0, abs=0.1)
     assert whole.dtm[rb, cb] == pytest.approx(10 + 0.8, abs=0.15)
-    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as client:
+    with dask_client(RunConfig(workers=2)) as client:
         wins = list(grid.tiles(64))
         items = [(grid, w, 40, xyz, cls, opts) for w in wins]
         tiles = map_tasks(client, _tile, items, label="dem-test")

@@ -168,9 +168,8 @@ def refine_disparity(left: NDArray[np.uint8], right: NDArray[np.uint8], disp: F3
     pixels without texture or with a step that will not settle keep SGBM's value.
     """
     h, w = left.shape
-    L = left.astype(np.float32)
-    R = cv2.GaussianBlur(right.astype(np.float32), (0, 0), 0.6)
-    L = cv2.GaussianBlur(L, (0, 0), 0.6)
+    L = np.asarray(cv2.GaussianBlur(left.astype(np.float32), (0, 0), 0.6), dtype=np.float32)
+    R = np.asarray(cv2.GaussianBlur(right.astype(np.float32), (0, 0), 0.6), dtype=np.float32)
     xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
     valid = np.isfinite(disp)
@@ -234,8 +233,10 @@ def pair_depth(
     m2x, m2y = rectify_maps(cam2, pose2, rect, K2)
     left = np.asarray(cv2.remap(gray1, m1x, m1y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
     right = np.asarray(cv2.remap(gray2, m2x, m2y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
-    in1 = _inside(m1x, m1y, cam1)
-    in2 = _inside(m2x, m2y, cam2)
+    # Matches within a block of the image content's edge are unreliable: shrink the masks.
+    edge = np.ones((opts.block_size, opts.block_size), np.uint8)
+    in1 = cv2.erode(_inside(m1x, m1y, cam1).astype(np.uint8), edge).astype(bool)
+    in2 = cv2.erode(_inside(m2x, m2y, cam2).astype(np.uint8), edge).astype(bool)
     del m1x, m1y, m2x, m2y
     disp = sgbm(left, right, 0, num_d, opts)
     if opts.refine:
@@ -275,11 +276,12 @@ def combine_pair_depths(depths: list[F32], rel_tol: float, weights: list[float] 
     """
     stack = np.stack(depths)
     w = np.ones(len(depths), np.float32) if weights is None else np.asarray(weights, np.float32)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(stack, axis=0)
+    any_depth = np.isfinite(stack).any(axis=0)
+    first = stack[0].copy()
+    stack[0][~any_depth] = 0.0  # no all-NaN columns: nanmedian would warn (from a worker thread)
+    med = np.nanmedian(stack, axis=0)
+    stack[0] = first
+    med[~any_depth] = np.nan
     with np.errstate(all="ignore"):
         agree = np.abs(stack - med) <= rel_tol * med
     count = agree.sum(axis=0).astype(np.uint8)
