@@ -74,6 +74,9 @@ def read_log(path: Path, options: LogReadOptions | None = None) -> FlightTrack:
             f"{path}: could not be read as {fmt.value} ({type(exc).__name__}: {exc}); "
             "the file is corrupt or not what its content suggests; re-copy it from the aircraft"
         ) from exc
+    if track.dropped_fixes:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(track.dropped_reasons.items()))
+        logger.info("%s: kept %d fixes, dropped %d (%s)", path.name, len(track.positions), track.dropped_fixes, reasons)
     for warning in track.warnings:
         logger.warning("%s", warning)
     return track
