@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -357,8 +358,9 @@ def _offset_from_exif_gps(images: Sequence[ImageRecord], times: dict[str, float]
         chunk = grid[start : start + 2000]
         dist = _misfit(local, img_t, img_xy, chunk)
         inside = np.sum(np.isfinite(dist), axis=1)
-        with np.errstate(all="ignore"):
-            score = np.where(inside >= need, np.nanmedian(np.where(np.isfinite(dist), dist, np.nan), axis=1), np.inf)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no overlap at that offset
+            score = np.where(inside >= need, np.nanmedian(dist, axis=1), np.inf)
         k = int(np.argmin(score))
         if score[k] < best_score:
             best_d, best_score = float(chunk[k]), float(score[k])
@@ -368,10 +370,10 @@ def _offset_from_exif_gps(images: Sequence[ImageRecord], times: dict[str, float]
     fine = np.arange(best_d - 2 * step, best_d + 2 * step + 0.005, 0.01)
     dist = _misfit(local, img_t, img_xy, fine)
     gate = max(3.0 * best_score, 5.0)
-    with np.errstate(all="ignore"):
-        d2 = np.where(np.isfinite(dist) & (dist <= gate), dist**2, np.nan)
-        used = np.sum(np.isfinite(d2), axis=1)
-        mse = np.where(used >= need, np.nanmean(d2, axis=1), np.inf)
+    inlier = np.isfinite(dist) & (dist <= gate)
+    used = np.sum(inlier, axis=1)
+    sq = np.where(inlier, dist, 0.0) ** 2
+    mse = np.where(used >= need, sq.sum(axis=1) / np.maximum(used, 1), np.inf)
     k = int(np.argmin(mse))
     offset = float(fine[k]) if math.isfinite(mse[k]) else best_d
     final = _misfit(local, img_t, img_xy, np.asarray([offset]))[0]

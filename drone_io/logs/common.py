@@ -98,9 +98,9 @@ def fail(path: Path, what: str, fix: str = "") -> LogFormatError:
 
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[io.StringIO]:
-    """Capture what third-party parsers print (pyulog, pymavlink) so it can be turned into warnings."""
+    """Capture what third-party parsers print on stdout and stderr (pyulog, pymavlink), to turn into warnings."""
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         yield buf
 
 

@@ -116,12 +116,15 @@ def read_csv_log(path: Path, fmt: str, options: LogReadOptions | None = None) ->
     warnings: list[str] = []
     bad_lines: list[int] = []
     n_cols = len(header)
+    data_lines = [i for i, r in enumerate(rows) if i > 0 and r and any(c.strip() for c in r)]
+    last_line = data_lines[-1] if data_lines else -1
     recs: list[tuple[float, float, float, float, float, float, float, float, float, float, bool]] = []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) < min(n_cols, max(c[0] for c in (lat_c, lon_c)) + 1):
-            bad_lines.append(line_no)
+    for idx in data_lines:
+        row, line_no = rows[idx], idx + 1
+        if idx == last_line and len(row) < n_cols:
+            warnings.append(
+                f"{path.name}: the file breaks at line {line_no} (last row cut off, truncated); read the rows before it"
+            )
             continue
         lat, lon = _num(row, lat_c), _num(row, lon_c)
         if not (math.isfinite(lat) and math.isfinite(lon)):
@@ -143,13 +146,7 @@ def read_csv_log(path: Path, fmt: str, options: LogReadOptions | None = None) ->
             )
         )
     if bad_lines:
-        last_data_line = max(i for i, r in enumerate(rows, start=1) if r and any(c.strip() for c in r))
-        if bad_lines[-1] == last_data_line and len(bad_lines) == 1:
-            warnings.append(f"{path.name}: the file breaks at line {bad_lines[0]} (last row cut off, truncated); read the rows before it")
-        else:
-            warnings.append(
-                f"{path.name}: skipped {len(bad_lines)} malformed row(s), the first at line {bad_lines[0]}"
-            )
+        warnings.append(f"{path.name}: skipped {len(bad_lines)} row(s) without a readable position, the first at line {bad_lines[0]}")
     if not recs:
         raise fail(path, "no data rows with a position", "the CSV holds a header only or its rows are malformed")
 

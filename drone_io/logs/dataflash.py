@@ -28,6 +28,7 @@ from models.geo import HeightRef
 from models.track import FlightTrack
 
 FORMAT = "ardupilot_dataflash"
+_TYPES = {"GPS", "ATT", "CAM", "TRIG"}
 _SKIPPED = re.compile(r"Skipped (\d+) bad bytes in log at offset (\d+)")
 
 
@@ -64,10 +65,13 @@ def read_dataflash(path: Path, options: LogReadOptions | None = None) -> FlightT
     with quiet_stdout() as printed:
         reader = _open(path)
         while True:
-            m = reader.recv_match(type=["GPS", "ATT", "CAM", "TRIG"])
+            # recv_msg, not recv_match(type=...): the typed path skips to the end, hiding truncation.
+            m = reader.recv_msg()
             if m is None:
                 break
             kind = m.get_type()
+            if kind not in _TYPES:
+                continue
             if kind == "GPS":
                 if getattr(m, "I", 0) not in (0, None):
                     continue

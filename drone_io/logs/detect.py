@@ -67,7 +67,7 @@ def _text_format(path: Path, text: str) -> LogFormat | None:
     low = stripped[:4000].lower()
     if "<gpx" in low:
         return LogFormat.GPX
-    lines = [ln.strip() for ln in stripped.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in stripped.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not lines:
         return None
     first = lines[0]

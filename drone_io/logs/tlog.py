@@ -31,7 +31,7 @@ from models.geo import HeightRef
 from models.track import FlightTrack
 
 FORMAT = "mavlink_tlog"
-_TYPES = [
+_TYPES = {
     "GLOBAL_POSITION_INT",
     "GPS_RAW_INT",
     "ATTITUDE",
@@ -40,7 +40,7 @@ _TYPES = [
     "CAMERA_IMAGE_CAPTURED",
     "CAMERA_TRIGGER",
     "BAD_DATA",
-]
+}
 _UTC_USEC_MIN = 1.0e15  # microsecond values above this are UNIX time, below it boot time
 _REBOOT_S = 5.0  # time_boot_ms stepping back more than this starts a new boot
 
@@ -57,10 +57,13 @@ def read_tlog(path: Path, options: LogReadOptions | None = None) -> FlightTrack:
         conn = mavutil.mavlink_connection(str(path), dialect="ardupilotmega", robust_parsing=True, notimestamps=False)
         try:
             while True:
-                m = conn.recv_match(type=_TYPES)
+                # recv_msg, not recv_match(type=...): the typed path jumps over corrupt bytes silently.
+                m = conn.recv_msg()
                 if m is None:
                     break
                 kind = m.get_type()
+                if kind not in _TYPES:
+                    continue
                 if kind == "BAD_DATA":
                     bad += 1
                     if first_bad is None:
