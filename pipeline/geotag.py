@@ -146,15 +146,13 @@ class GeotagResult:
 
 # -- camera times ---------------------------------------------------------------------
 def camera_times(images: Sequence[ImageRecord]) -> dict[str, float]:
-    """Capture time per image name, moved to mid-second when the camera writes whole seconds only.
+    """Capture time per image name (camera clock, as EXIF recorded it).
 
-    EXIF DateTimeOriginal without SubSecTimeOriginal truncates to the second, so the
-    shutter fell somewhere in the following second; its middle is the unbiased guess.
+    Offsets are defined on these values as recorded: when the camera writes whole seconds
+    only, the offset absorbs the mean truncation (about half a second) and positions
+    interpolated at ``capture_time - offset`` stay unbiased.
     """
-    times = {r.name: float(r.capture_time) for r in images if r.capture_time is not None and math.isfinite(r.capture_time)}
-    if len(times) >= 3 and all(float(t).is_integer() for t in times.values()):
-        return {k: v + 0.5 for k, v in times.items()}
-    return times
+    return {r.name: float(r.capture_time) for r in images if r.capture_time is not None and math.isfinite(r.capture_time)}
 
 
 # -- track interpolation ---------------------------------------------------------------
@@ -273,7 +271,7 @@ def _offset_from_triggers(names: list[str], img_t: FloatArray, track: FlightTrac
         return "fewer than 2 images with a capture time to match to the trigger events"
     # Bin width: wide enough for EXIF times kept to the second, narrow enough to tell shots apart.
     interval = float(np.median(np.diff(trig_t))) if m > 1 else 1.0
-    whole = bool(np.all(np.mod(img_t - 0.5, 1.0) == 0.0) or np.all(np.mod(img_t, 1.0) == 0.0))
+    whole = bool(np.all(np.mod(img_t, 1.0) == 0.0))
     w = max(0.05, min(0.4 * interval, 1.0 if whole else 0.25))
     sub = img_t
     if n * m > _MAX_PAIRS:
