@@ -263,3 +263,36 @@ def write_gpx(path: Path, flight: Flight, every: int = 10) -> Path:
 def attitude_close(a: Attitude, yaw: float, pitch: float, roll: float, tol: float) -> bool:
     dyaw = abs(((a.yaw - yaw) + 180.0) % 360.0 - 180.0)
     return dyaw <= tol and abs(a.pitch - pitch) <= tol and abs(a.roll - roll) <= tol
+
+
+def write_jpeg(path: Path, capture_utc_naive: float, subsec: bool = True) -> Path:
+    """A tiny JPEG with camera EXIF and DateTimeOriginal (+ SubSecTimeOriginal), no GPS."""
+    import cv2
+    import piexif
+
+    ok, buf = cv2.imencode(".jpg", np.full((48, 64, 3), 128, dtype=np.uint8))
+    assert ok
+    dt = datetime.fromtimestamp(math.floor(capture_utc_naive), tz=timezone.utc)
+    exif = {
+        "0th": {piexif.ImageIFD.Make: b"Synth", piexif.ImageIFD.Model: b"Cam1"},
+        "Exif": {
+            piexif.ExifIFD.DateTimeOriginal: dt.strftime("%Y:%m:%d %H:%M:%S").encode(),
+            piexif.ExifIFD.FocalLength: (88, 10),
+            piexif.ExifIFD.FocalLengthIn35mmFilm: 24,
+        },
+    }
+    if subsec:
+        exif["Exif"][piexif.ExifIFD.SubSecTimeOriginal] = f"{int(round((capture_utc_naive % 1) * 1000)) % 1000:03d}".encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    piexif.insert(piexif.dump(exif), buf.tobytes(), str(path))
+    return path
+
+
+def write_flight_dir(root: Path, flight: Flight, shot_t: np.ndarray, clock_offset_s: float, tlog: bool = True) -> Path:
+    """images/IMG_nnnn.JPG without GPS (camera clock = log clock + offset) and logs/flight.tlog."""
+    for i, ts in enumerate(shot_t):
+        write_jpeg(root / "images" / f"IMG_{i:04d}.JPG", float(ts) + clock_offset_s)
+    if tlog:
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        write_tlog(root / "logs" / "flight.tlog", flight, shot_t)
+    return root

@@ -19,7 +19,7 @@ from drone_io.logs import detect_format, read_log
 from models.errors import InputError, LogFormatError
 from models.track import FlightTrack
 from pipeline import cli
-from pipeline.loginfo import log_info
+from pipeline.loginfo import log_info, track_info
 from tests.conftest import SHARED_DATASETS, dataset_path
 
 # file: (format, kept, dropped, reasons, start, end, duration_s, has_attitude, triggers)
@@ -95,7 +95,7 @@ def test_every_dataset_log_is_pinned() -> None:
 def test_dataset_log_track(rel: str) -> None:
     fmt, kept, dropped, reasons, start, end, duration, attitude, triggers = TRACKS[rel]
     track = _read(rel)
-    info = log_info(dataset_path("logs", *rel.split("/")))
+    info = track_info(track)
     assert info["format"] == fmt == track.format
     assert (info["fixes"], info["dropped"]) == (kept, dropped)
     assert track.dropped_reasons == reasons
@@ -129,6 +129,11 @@ def test_log_info_cli_gives_clear_error(rel: str, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "aerobase: error:" in err and path.name in err
     assert "Traceback" not in err
+
+
+def test_log_info_reads_the_file() -> None:
+    info = log_info(dataset_path("logs", "ulog", "pyulog_sample_px4_events.ulg"))
+    assert (info["format"], info["fixes"], info["dropped"]) == ("px4_ulog", 423, 160)
 
 
 def test_log_info_cli_json(capsys: pytest.CaptureFixture[str]) -> None:

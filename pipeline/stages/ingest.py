@@ -16,6 +16,7 @@ from models.geo import Projector, crs_label, resolve_working_crs
 from models.image import ImageRecord, SkippedItem
 from models.sensors import initial_camera
 from pipeline.config import Config
+from pipeline.log_geotag import geotag_from_logs
 from pipeline.progress import map_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace
@@ -34,7 +35,12 @@ def _read_one(item: tuple[str, str]) -> ImageRecord | SkippedItem:
 
 def _inputs(ws: Workspace, cfg: Config) -> list[Path]:
     files = scan_flight(Path(cfg.inputs.flight_dir))
-    return [p for _, p in files.images] + list(files.logs) + [p for p in (files.gcp_file, files.geo_txt) if p]
+    return (
+        [p for _, p in files.images]
+        + list(files.logs)
+        + [p for p in (files.gcp_file, files.geo_txt) if p]
+        + [Path(p) for p in cfg.inputs.logs]
+    )
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
@@ -48,6 +54,12 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
         logger.warning("skipped %s: %s", s.item, s.message)
     if not records:
         raise InputError(f"none of the {len(items)} images in {files.image_dir} could be read; see the messages above")
+
+    # >>> geotag (branch `logs`): positions/attitude from the flight logs and geo.txt
+    geo = geotag_from_logs(files, cfg, records)
+    records = list(geo.records)
+    ws.save_tracks(list(geo.tracks))
+    # <<< geotag
 
     cameras: dict[str, CameraModel] = {}
     for rec in records:
@@ -82,12 +94,13 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
         "images_skipped": [{"image": s.item, "reason": s.reason, "message": s.message} for s in skipped],
         "cameras": len(cameras),
         "crs": georef["crs"],
+        "geotag": geo.figures,
     }
     if georef.get("gsd_m"):
         figures["gsd_m"] = georef["gsd_m"]
     return StageReport(
         figures=figures,
-        outputs=(ws.images_path, ws.cameras_path, ws.georef_path),
+        outputs=(ws.images_path, ws.cameras_path, ws.georef_path, ws.tracks_path),
         skipped=tuple(skipped),
     )
 
