@@ -176,7 +176,7 @@ def test_dataflash_truncated_and_corrupt(tmp_path: Path) -> None:
     cut.write_bytes(data[:300_000])
     track = read_log(cut)
     assert 0 < len(track.positions) < 209
-    assert any("cut.bin: the log breaks at byte 299991" in w for w in track.warnings)
+    assert any("cut.bin: the log breaks at byte 299988" in w for w in track.warnings)
     bad = bytearray(data)
     bad[200_000:200_500] = b"\x55" * 500
     corrupt = tmp_path / "corrupt.bin"

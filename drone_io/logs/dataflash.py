@@ -7,7 +7,7 @@ GPS week and milliseconds-of-week on fixes that carry them.
 
 from __future__ import annotations
 
-import re
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,48 @@ from models.track import FlightTrack
 
 FORMAT = "ardupilot_dataflash"
 _TYPES = {"GPS", "ATT", "CAM", "TRIG"}
-_SKIPPED = re.compile(r"Skipped (\d+) bad bytes in log at offset (\d+)")
+_HEAD = b"\xa3\x95"
+# ArduPilot pads block logs with up to a page of filler at the end: not corruption.
+_TAIL_SLACK = 528
+
+
+def _framing_warnings(path: Path, lengths: dict[int, int]) -> list[str]:
+    """Walk the binary message framing: where bytes are unreadable and whether the end is cut off."""
+    warnings: list[str] = []
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        n = len(data)
+        ofs = 0
+        bad = 0
+        first_bad = -1
+        places = 0
+        in_bad = False
+        while ofs + 3 <= n:
+            length = lengths.get(data[ofs + 2]) if data[ofs : ofs + 2] == _HEAD else None
+            if length is None or length < 3:
+                if n - ofs > _TAIL_SLACK:
+                    bad += 1
+                    if first_bad < 0:
+                        first_bad = ofs
+                    if not in_bad:
+                        places += 1
+                    in_bad = True
+                ofs += 1
+                continue
+            in_bad = False
+            if ofs + length > n:
+                warnings.append(
+                    f"{path.name}: the log breaks at byte {ofs} of {n} (last message cut off, truncated); "
+                    "read what came before it"
+                )
+                break
+            ofs += length
+    if bad:
+        warnings.insert(
+            0,
+            f"{path.name}: the log is corrupt at byte {first_bad}: skipped {bad} unreadable byte(s) "
+            f"in {places} place(s) and read the rest",
+        )
+    return warnings
 
 
 def _boot_s(m: Any) -> float:
@@ -62,16 +103,13 @@ def read_dataflash(path: Path, options: LogReadOptions | None = None) -> FlightT
     att_rows: list[tuple[float, float, float, float]] = []
     cam_rows: list[tuple[float, float, float, float, float]] = []
     trig_rows: list[tuple[float, float, float, float, float]] = []
-    with quiet_stdout() as printed:
+    with quiet_stdout():  # pymavlink prints each bad header; _framing_warnings summarises them
         reader = _open(path)
         while True:
-            # recv_msg, not recv_match(type=...): the typed path skips to the end, hiding truncation.
-            m = reader.recv_msg()
+            m = reader.recv_match(type=list(_TYPES))
             if m is None:
                 break
             kind = m.get_type()
-            if kind not in _TYPES:
-                continue
             if kind == "GPS":
                 if getattr(m, "I", 0) not in (0, None):
                     continue
@@ -93,20 +131,9 @@ def read_dataflash(path: Path, options: LogReadOptions | None = None) -> FlightT
                 )
                 (cam_rows if kind == "CAM" else trig_rows).append(row)
     warnings: list[str] = []
-    skipped = _SKIPPED.findall(printed.getvalue())
-    if skipped:
-        total = sum(int(n) for n, _ in skipped)
-        warnings.append(
-            f"{path.name}: the log is corrupt at byte {skipped[0][1]}: skipped {total} unreadable byte(s) "
-            f"in {len(skipped)} place(s) and read the rest"
-        )
-    end = getattr(reader, "offset", None)
-    size = getattr(reader, "data_len", None)
-    if isinstance(end, int) and isinstance(size, int) and end < size:
-        warnings.append(
-            f"{path.name}: the log breaks at byte {end} of {size} (last message cut off, truncated); "
-            "read what came before it"
-        )
+    lengths = {int(t): int(f.len) for t, f in getattr(reader, "formats", {}).items()}
+    if isinstance(reader, DFReader.DFReader_binary) and lengths:
+        warnings.extend(_framing_warnings(path, lengths))
     if not gps_rows:
         extra = f" (it holds {len(att_rows)} attitude samples)" if att_rows else ""
         raise fail(path, f"no GPS messages in this DataFlash log{extra}", "geotagging needs a log recorded with GPS")

@@ -7,6 +7,7 @@ the track keeps boot time and ``absolute_time=False``.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from pathlib import Path
 from typing import Any
@@ -36,18 +37,18 @@ _HEADER = 16
 
 def scan_stream(path: Path) -> tuple[int, str] | None:
     """Walk the message framing; (byte offset, what) where the stream breaks, None when whole."""
-    data = path.read_bytes()
-    n = len(data)
-    pos = _HEADER
-    while pos + 3 <= n:
-        size, kind = struct.unpack_from("<HB", data, pos)
-        if kind not in _MSG_TYPES:
-            return pos, f"an unknown message type 0x{kind:02x}"
-        if pos + 3 + size > n:
-            return pos, "a message cut off by the end of the file (truncated)"
-        pos += 3 + size
-    if pos != n:
-        return pos, "a message header cut off by the end of the file (truncated)"
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        n = len(data)
+        pos = _HEADER
+        while pos + 3 <= n:
+            size, kind = struct.unpack_from("<HB", data, pos)
+            if kind not in _MSG_TYPES:
+                return pos, f"an unknown message type 0x{kind:02x}"
+            if pos + 3 + size > n:
+                return pos, "a message cut off by the end of the file (truncated)"
+            pos += 3 + size
+        if pos != n:
+            return pos, "a message header cut off by the end of the file (truncated)"
     return None
 
 
