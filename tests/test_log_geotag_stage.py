@@ -15,7 +15,7 @@ from models.errors import LogFormatError
 from models.geo import Projector, parse_crs
 from models.image import PositionSource
 from pipeline.api import RunRequest, run_flight
-from pipeline.config import Config, IngestConfig, InputsConfig
+from pipeline.config import Config, InputsConfig
 from pipeline.log_geotag import geotag_from_logs
 from tests import logkit
 
