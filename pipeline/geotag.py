@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from models.errors import InputError
 from models.geo import Projector, parse_crs, utm_epsg
-from models.image import Attitude, GpsPosition, ImageRecord, PositionSource, SkippedItem
+from models.image import Attitude, GpsPosition, ImageIndex, ImageRecord, PositionSource, SkippedItem
 from models.pose import gimbal_from_rotation, quat_from_matrix, matrix_from_quat, rotation_from_gimbal, slerp
 from models.track import AttitudeSeries, FlightTrack
 from pipeline.config import IngestConfig
@@ -453,20 +453,27 @@ _REASON_TEXT = {
 
 
 def _by_name(records: Sequence[ImageRecord], track: FlightTrack) -> dict[str, tuple[int, int]]:
-    """Record name -> (position index, trigger index) for a track keyed by image name."""
+    """Record name -> (position index, trigger index) for a track keyed by image name (geo.txt)."""
     trig = track.triggers
     if trig is None or trig.names is None:
         return {}
     entry_of_pos = {int(round(v)): k for k, v in enumerate(track.positions.t)}
-    lookup: dict[str, int] = {}
-    for j, name in enumerate(trig.names):
-        lookup.setdefault(name, j)
-        lookup.setdefault(name.rsplit("/", 1)[-1], j)
+    index = ImageIndex([r.name for r in records])
     out: dict[str, tuple[int, int]] = {}
-    for r in records:
-        j = lookup.get(r.name, lookup.get(r.name.rsplit("/", 1)[-1], -1))
-        if j >= 0 and j in entry_of_pos:
-            out[r.name] = (entry_of_pos[j], j)
+    unknown: list[str] = []
+    for j, ref in enumerate(trig.names):
+        try:
+            name = index.lookup(ref)
+        except InputError as exc:
+            raise InputError(f"{track.source}: {exc}") from exc
+        if name is None:
+            unknown.append(ref)
+        elif j in entry_of_pos and name not in out:
+            out[name] = (entry_of_pos[j], j)
+    if unknown:
+        logger.warning(
+            "%s lists %d image(s) that are not in the flight, e.g. %s", track.source, len(unknown), unknown[0]
+        )
     return out
 
 
@@ -543,7 +550,7 @@ def geotag_images(
     need = [
         out[n]
         for n in order
-        if n not in done and (override_exif or out[n].gps is None)
+        if n not in done and (override_exif or out[n].gps is None or out[n].position_source is PositionSource.NONE)
     ]
     timed = [t for t in tracks if not t.by_image_name]
     skipped: list[SkippedItem] = []
