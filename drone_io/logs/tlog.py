@@ -148,6 +148,11 @@ def read_tlog(path: Path, options: LogReadOptions | None = None) -> FlightTrack:
     lat = np.asarray([r[4].lat for r in src], dtype=np.float64) * 1e-7
     lon = np.asarray([r[4].lon for r in src], dtype=np.float64) * 1e-7
     alt = np.asarray([r[4].alt for r in src], dtype=np.float64) * 1e-3
+    height_ref = HeightRef.ORTHOMETRIC  # GLOBAL_POSITION_INT.alt and GPS_RAW_INT.alt: above mean sea level
+    if not use_fused:
+        ell = np.asarray([float(getattr(r[4], "alt_ellipsoid", 0) or 0) for r in src]) * 1e-3
+        if np.all(ell[valid] != 0.0) and valid.any():
+            alt, height_ref = ell, HeightRef.ELLIPSOIDAL
 
     att = [r for r in rows if r[0] == "ATTITUDE"]
     attitude = None
@@ -189,7 +194,7 @@ def read_tlog(path: Path, options: LogReadOptions | None = None) -> FlightTrack:
         alt,
         options=options,
         valid=valid,
-        height_ref=HeightRef.ORTHOMETRIC,
+        height_ref=height_ref,
         attitude=attitude,
         triggers=triggers,
         warnings=warnings,
