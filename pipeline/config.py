@@ -158,14 +158,23 @@ class DenseConfig:
     min_angle_deg: float = 3.0
     # Neighbour selection: the angle weight reaches its maximum here (deg).
     optimal_angle_deg: float = 12.0
-    # Neighbour selection: shared points with a larger triangulation angle count nothing (deg).
-    max_angle_deg: float = 45.0
+    # Neighbour selection: shared points with a larger triangulation angle count nothing (deg);
+    # wider pairs need disparity searches beyond max_disparities at low flying heights.
+    max_angle_deg: float = 30.0
     # Neighbour selection: fraction of the reference's sparse points a neighbour must also see.
     min_overlap: float = 0.2
     # StereoSGBM block size (odd, pixels at depth-map scale).
     block_size: int = 5
     # Cap on the SGBM disparity search range (pixels at depth-map scale).
     max_disparities: int = 256
+    # SGBM uniqueness: the best match cost must beat the second best by this percentage.
+    uniqueness_ratio: int = 10
+    # SGBM speckle filter: disparity regions smaller than this (px) are dropped; 0 disables it
+    # (multi-view consistency removes the noise instead, and keeps the fine relief of tree crowns).
+    speckle_window: int = 0
+    # A coarse wide stereo probe per image searches down to this fraction of the sparse points'
+    # nearest depth, so surfaces without tie points (tree crowns) stay in range; 0 disables it.
+    probe_near_fraction: float = 0.5
     # Relative depth difference within which two views agree (0.01 = 1% of the depth).
     depth_tolerance: float = 0.01
     # Fusion voxel side as a multiple of the GSD divided by depth_scale (1.0 = one depth-map pixel).
@@ -186,6 +195,8 @@ class DemConfig:
     ground_filter: GroundFilter = GroundFilter.SMRF
     # Holes up to this many cells across are filled by interpolation; larger stay nodata.
     max_hole_cells: int = 20
+    # ... or up to this many metres across, whichever is more (patchy tree crowns at a fine GSD).
+    max_hole_m: float = 3.0
     # Tile side in cells for gridding tasks.
     tile_size: int = 1024
     # Percentile of the point heights in a cell that becomes its DSM height.

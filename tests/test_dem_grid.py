@@ -69,16 +69,16 @@ def _scene() -> tuple[GridSpec, np.ndarray, np.ndarray]:
     return grid, xyz, cls
 
 
-def _tile(args: tuple[GridSpec, Window, int, np.ndarray, np.ndarray, SurfaceOptions]) -> tuple[Window, np.ndarray, np.ndarray]:
-    grid, win, margin, xyz, cls, opts = args
-    t = surfaces(grid, win, margin, xyz, cls, opts)
+def _tile(args: tuple[GridSpec, Window, np.ndarray, np.ndarray, SurfaceOptions]) -> tuple[Window, np.ndarray, np.ndarray]:
+    grid, win, xyz, cls, opts = args
+    t = surfaces(grid, win, xyz, cls, opts)
     return win, t.dsm, t.dtm
 
 
 def test_surfaces_eager_equals_dask_tiles() -> None:
     grid, xyz, cls = _scene()
-    opts = SurfaceOptions(max_hole_cells=8)
-    whole = surfaces(grid, Window(0, 0, grid.width, grid.height), 0, xyz, cls, opts)
+    opts = SurfaceOptions(max_hole_cells=8, dtm_margin_m=15.0)
+    whole = surfaces(grid, Window(0, 0, grid.width, grid.height), xyz, cls, opts)
     # Holes: the small one is filled, the large gap stays nodata, the DTM runs under the box.
     r, c = int((5000080 - 5000060) / 0.4), int(60 / 0.4)
     assert np.isfinite(whole.dsm[r, c])
@@ -88,7 +88,7 @@ def test_surfaces_eager_equals_dask_tiles() -> None:
     assert whole.dtm[rb, cb] == pytest.approx(10 + 0.8, abs=0.15)
     with dask_client(RunConfig(workers=2)) as client:
         wins = list(grid.tiles(64))
-        items = [(grid, w, 40, xyz, cls, opts) for w in wins]
+        items = [(grid, w, xyz, cls, opts) for w in wins]
         tiles = map_tasks(client, _tile, items, label="dem-test")
     dsm = np.full(grid.shape, np.nan, np.float32)
     dtm = np.full(grid.shape, np.nan, np.float32)
@@ -99,3 +99,18 @@ def test_surfaces_eager_equals_dask_tiles() -> None:
     assert np.nanmax(np.abs(dsm - whole.dsm)) < 1e-4
     assert np.array_equal(np.isnan(dtm), np.isnan(whole.dtm))
     assert np.nanpercentile(np.abs(dtm - whole.dtm), 99) < 0.02
+
+
+def test_pushpull_fill_large_gap() -> None:
+    from pipeline.dem.grid import pushpull_fill
+
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+    truth = (5.0 + 0.01 * xx + 0.02 * yy).astype(np.float32)
+    arr = truth.copy()
+    rng = np.random.default_rng(0)
+    arr[rng.random(arr.shape) < 0.7] = np.nan  # patchy: 70% missing, like tree crowns
+    arr[100:200, 150:300] = np.nan
+    out = pushpull_fill(arr, np.ones(arr.shape, bool))
+    assert np.isfinite(out).all()
+    assert np.nanmax(np.abs(out - truth)) < 0.6
+    assert np.median(np.abs(out - truth)) < 0.05

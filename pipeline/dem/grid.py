@@ -111,8 +111,52 @@ def harmonic_fill(arr: F32, fill: BoolArray) -> F32:
     return out
 
 
+def pushpull_fill(arr: F32, fill: BoolArray) -> F32:
+    """Fill the ``fill`` cells from a mean pyramid (push-pull): linear memory and time, any hole size.
+
+    Push: average the valid cells 2 x 2 level by level. Pull: from the coarsest
+    level down, a cell without data takes the bilinear upsampling of the level
+    above. Smooth, not exact on planes, but it scales to millions of cells.
+    """
+    out = arr.copy()
+    valid = np.isfinite(arr)
+    fill = fill & ~valid
+    if not fill.any() or not valid.any():
+        return out
+    base = float(arr[valid].mean())
+    levels: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
+    v = np.where(valid, arr - base, 0.0).astype(np.float64)
+    w = valid.astype(np.float64)
+    while True:
+        levels.append((v, w))
+        if (w > 0).all() or max(v.shape) <= 1:
+            break
+        h, wd = v.shape
+        v = np.pad(v, ((0, h % 2), (0, wd % 2)))
+        w = np.pad(w, ((0, h % 2), (0, wd % 2)))
+        v = v[0::2, 0::2] + v[1::2, 0::2] + v[0::2, 1::2] + v[1::2, 1::2]
+        w = w[0::2, 0::2] + w[1::2, 0::2] + w[0::2, 1::2] + w[1::2, 1::2]
+    v, w = levels[-1]
+    est = np.where(w > 0, v / np.maximum(w, 1e-12), 0.0)
+    for v, w in reversed(levels[:-1]):
+        h, wd = v.shape
+        up = cv2.resize(est.astype(np.float32), (est.shape[1] * 2, est.shape[0] * 2), interpolation=cv2.INTER_LINEAR)[:h, :wd]
+        est = np.where(w > 0, v / np.maximum(w, 1e-12), up)
+    out[fill] = (est[fill] + base).astype(np.float32)
+    return out
+
+
+# Above this many cells to fill, the harmonic solve gives way to push-pull (memory and time).
+HARMONIC_MAX_CELLS = 250_000
+
+
 def interpolate_fill(arr: F32, fill: BoolArray) -> F32:
-    """Fill the ``fill`` cells by harmonic interpolation; cells it cannot reach take the nearest value."""
+    """Fill the ``fill`` cells by harmonic interpolation (push-pull for very large fills).
+
+    Cells the harmonic solve cannot reach take the nearest valid value.
+    """
+    if int(np.count_nonzero(fill & ~np.isfinite(arr))) > HARMONIC_MAX_CELLS:
+        return pushpull_fill(arr, fill)
     out = harmonic_fill(arr, fill)
     missing = fill & ~np.isfinite(out)
     if missing.any() and np.isfinite(arr).any():

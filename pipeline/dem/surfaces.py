@@ -29,10 +29,23 @@ class SurfaceOptions:
     """How points become DSM and DTM cells."""
 
     dsm_percentile: float = 75.0  # percentile of point heights per DSM cell
-    max_hole_cells: int = 20  # DSM holes up to this many cells across are interpolated
+    max_hole_cells: int = 20  # DSM holes up to this many cells across are interpolated ...
+    max_hole_m: float = 0.0  # ... or up to this many metres across, whichever is more
     smooth: int = 3  # median filter size of the DSM (0, 3 or 5)
     dtm_cell: float = 1.0  # the DTM is interpolated on cells about this size (m), then resampled
     dtm_smooth: int = 3  # median filter size of the coarse DTM (0, 3 or 5)
+    dtm_margin_m: float = 30.0  # ground context around a tile for the DTM under buildings (m)
+
+    def hole_cells(self, resolution: float) -> int:
+        return max(self.max_hole_cells, int(round(self.max_hole_m / resolution)))
+
+    def dsm_margin(self, resolution: float) -> int:
+        """Cells of context the DSM of a tile needs to match a single pass (closing + median)."""
+        return self.hole_cells(resolution) + 2 + self.smooth
+
+    def margin_m(self, resolution: float) -> float:
+        """Context around a tile whose points a tile task must load (m)."""
+        return max(self.dsm_margin(resolution) * resolution, self.dtm_margin_m)
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,41 +68,36 @@ def border_sides(grid: GridSpec, outer: Window) -> tuple[bool, bool, bool, bool]
     )
 
 
-def ground_surface(grid: GridSpec, outer: Window, ground: NDArray[np.float64], needed: NDArray[np.bool_], opts: SurfaceOptions) -> F32:
-    """The DTM of a window: ground medians on coarse cells, holes filled harmonically, resampled bilinearly."""
+def ground_surface(grid: GridSpec, window: Window, ground: NDArray[np.float64], opts: SurfaceOptions) -> F32:
+    """The DTM of a window: ground medians on coarse cells (with ``dtm_margin_m`` of context),
+    holes filled by interpolation, median-smoothed, resampled bilinearly to the window's cells."""
     k = max(1, int(round(opts.dtm_cell / grid.resolution)))
     coarse = GridSpec(grid.crs, grid.x_min, grid.y_max, grid.resolution * k, -(-grid.width // k), -(-grid.height // k))
+    outer = window.expanded(int(np.ceil(opts.dtm_margin_m / grid.resolution)), grid.width, grid.height)
     c0, r0 = outer.col_off // k, outer.row_off // k
     cwin = Window(c0, r0, -(-(outer.col_off + outer.width) // k) - c0, -(-(outer.row_off + outer.height) // k) - r0)
     z, _ = cell_percentile(coarse, cwin, ground, 50.0)
     if not np.isfinite(z).any():
-        return np.full(needed.shape, np.nan, np.float32)
-    # Coarse cells that hold a needed fine cell, plus a ring, are interpolated.
-    rows = (np.arange(outer.row_off, outer.row_off + outer.height) // k) - r0
-    cols = (np.arange(outer.col_off, outer.col_off + outer.width) // k) - c0
-    want = np.zeros(z.shape, dtype=bool)
-    nr, nc = np.nonzero(needed)
-    want[rows[nr], cols[nc]] = True
-    want = ndimage.binary_dilation(want, iterations=1)
-    z = interpolate_fill(z, want)
+        return np.full((window.height, window.width), np.nan, np.float32)
+    z = interpolate_fill(z, ~np.isfinite(z))
     if opts.dtm_smooth:
         z = median_smooth(z, opts.dtm_smooth)
     z = nearest_fill(z)
-    # Fine cell centres in coarse (fractional, centre-based) coordinates of the coarse window.
-    fr = (np.arange(outer.row_off, outer.row_off + outer.height) + 0.5) / k - 0.5 - r0
-    fc = (np.arange(outer.col_off, outer.col_off + outer.width) + 0.5) / k - 0.5 - c0
+    # Cell centres of the window in coarse (fractional, centre-based) coordinates of the coarse window.
+    fr = (np.arange(window.row_off, window.row_off + window.height) + 0.5) / k - 0.5 - r0
+    fc = (np.arange(window.col_off, window.col_off + window.width) + 0.5) / k - 0.5 - c0
     rr, cc = np.meshgrid(fr, fc, indexing="ij")
     return np.asarray(ndimage.map_coordinates(z, [rr, cc], order=1, mode="nearest"), dtype=np.float32)
 
 
-def surfaces(grid: GridSpec, window: Window, margin: int, xyz: NDArray[np.float64], cls: NDArray[np.uint8], opts: SurfaceOptions) -> SurfaceTile:
-    """DSM and DTM of ``window`` from the points of the window grown by ``margin`` cells."""
-    outer = window.expanded(margin, grid.width, grid.height)
+def surfaces(grid: GridSpec, window: Window, xyz: NDArray[np.float64], cls: NDArray[np.uint8], opts: SurfaceOptions) -> SurfaceTile:
+    """DSM and DTM of ``window`` from the points around it (at least ``opts.margin_m`` of context)."""
+    outer = window.expanded(opts.dsm_margin(grid.resolution), grid.width, grid.height)
     sides = border_sides(grid, outer)
     dsm_raw, counts = cell_percentile(grid, outer, xyz, opts.dsm_percentile)
-    dsm = fill_and_smooth(dsm_raw, opts.max_hole_cells, sides, opts.smooth)
-    has_dsm = np.isfinite(dsm)
-    dtm = ground_surface(grid, outer, xyz[cls == GROUND], has_dsm, opts)
-    dtm = np.where(has_dsm, np.fmin(dtm, dsm), np.nan).astype(np.float32)
+    dsm = fill_and_smooth(dsm_raw, opts.hole_cells(grid.resolution), sides, opts.smooth)
     core = window.relative_to(outer).slices
-    return SurfaceTile(window, dsm[core].copy(), dtm[core].copy(), counts[core].copy())
+    dsm = dsm[core].copy()
+    dtm = ground_surface(grid, window, xyz[cls == GROUND], opts)
+    dtm = np.where(np.isfinite(dsm), np.fmin(dtm, dsm), np.nan).astype(np.float32)
+    return SurfaceTile(window, dsm, dtm, counts[core].copy())

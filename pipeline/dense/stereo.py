@@ -222,8 +222,9 @@ def pair_depth(
     q = xn[..., 0:1] * R_rr[:, 0] + xn[..., 1:2] * R_rr[:, 1] + R_rr[:, 2]
     qz = q[..., 2]
     min_d, num_d = disparity_range(depth_min, depth_max, rect, float(qz.min()), float(qz.max()))
-    num_d = min(num_d, opts.max_disparities)
-    if num_d >= rect.width - 8:
+    # A search wider than the cap (or than most of the image) loses the nearest depths.
+    num_d = min(num_d, opts.max_disparities, (int(0.6 * rect.width) // 16) * 16)
+    if num_d < 16:
         return None
     # The neighbour's rectified image is shifted right by min_d pixels, so SGBM searches
     # [0, num_d) and loses only num_d (not min_d + num_d) columns at the left border.
@@ -264,6 +265,43 @@ def pair_depth(
     # Depths far outside the planned range are mismatches at the search limits.
     depth[(depth < depth_min * 0.9) | (depth > depth_max * 1.1)] = np.nan
     return depth.astype(np.float32)
+
+
+def probe_depth_range(
+    gray1: NDArray[np.uint8],
+    cam1: CameraModel,
+    pose1: Pose,
+    gray2: NDArray[np.uint8],
+    cam2: CameraModel,
+    pose2: Pose,
+    depth_min: float,
+    depth_max: float,
+    opts: StereoOptions,
+    near_fraction: float = 0.3,
+    factor: int = 4,
+) -> tuple[float, float] | None:
+    """The depth range a reference really spans, from a cheap wide search at 1/``factor`` resolution.
+
+    Tie points miss what SIFT cannot match (tree crowns, roofs without
+    texture), so the sparse range can exclude the nearest surfaces. The probe
+    searches from ``near_fraction`` of ``depth_min`` to 1.3 x ``depth_max`` on
+    images ``factor`` times smaller (1/factor^3 of the cost) and returns the
+    1st..99.5th percentile of what it finds, widened by 10%; None when it
+    finds too little.
+    """
+    small1 = cam1.scaled(1.0 / factor)
+    small2 = cam2.scaled(1.0 / factor)
+    g1 = np.asarray(cv2.resize(gray1, (small1.width, small1.height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    g2 = np.asarray(cv2.resize(gray2, (small2.width, small2.height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    wide = StereoOptions(block_size=opts.block_size, max_disparities=opts.max_disparities, refine=False)
+    depth = pair_depth(g1, small1, pose1, g2, small2, pose2, depth_min * near_fraction, depth_max * 1.3, wide)
+    if depth is None:
+        return None
+    d = depth[np.isfinite(depth)]
+    if d.size < 0.02 * depth.size:
+        return None
+    lo, hi = np.percentile(d, [1.0, 99.5])
+    return float(lo) * 0.9, float(hi) * 1.1
 
 
 def combine_pair_depths(depths: list[F32], rel_tol: float, weights: list[float] | None = None) -> tuple[F32, NDArray[np.uint8]]:

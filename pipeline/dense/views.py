@@ -31,7 +31,7 @@ class NeighbourOptions:
     num_neighbors: int = 4
     angle_min_deg: float = 3.0  # shared points with a smaller triangulation angle count nothing
     angle_opt_deg: float = 12.0  # the weight rises to 1 at this angle
-    angle_max_deg: float = 45.0  # and is 0 above this one
+    angle_max_deg: float = 30.0  # and is 0 above this one
     min_overlap: float = 0.2  # fraction of the reference's sparse points the neighbour must also see
     depth_margin: float = 0.15  # relative widening of the sparse depth range on both sides
     candidates: int = 24  # nearest camera centres considered per reference

@@ -140,12 +140,10 @@ def seen_by_two(grid: GridSpec, window: Window, dsm: NDArray[np.float32], views:
     return (n >= 2).reshape(sub.shape), np.isfinite(sub)
 
 
-def grid_task(task: GridTask, ws: Workspace, grid: GridSpec, margin: int, opts: SurfaceOptions, ground_z: float) -> GridResult:
+def grid_task(task: GridTask, ws: Workspace, grid: GridSpec, opts: SurfaceOptions, ground_z: float) -> GridResult:
     """Dask task: DSM and DTM of one raster tile, saved to the workspace."""
-    outer = task.window.expanded(margin, grid.width, grid.height)
-    left, bottom, right, top = _window_bounds(grid, outer)
-    xyz, cls = _points_in_box(ws, task.tiles, (left, bottom, right, top), with_classes=True)
-    tile = surfaces(grid, task.window, margin, xyz, cls, opts)
+    xyz, cls = _points_in_box(ws, task.tiles, _expanded_bounds(grid, task.window, opts.margin_m(grid.resolution)), with_classes=True)
+    tile = surfaces(grid, task.window, xyz, cls, opts)
     del xyz, cls
     ws.save_dem_tile(tile)
     seen, has = seen_by_two(grid, task.window, tile.dsm, task.views, ground_z)
@@ -158,6 +156,11 @@ def _window_bounds(grid: GridSpec, w: Window) -> tuple[float, float, float, floa
     return (left, top - w.height * grid.resolution, left + w.width * grid.resolution, top)
 
 
+def _expanded_bounds(grid: GridSpec, w: Window, margin_m: float) -> tuple[float, float, float, float]:
+    left, bottom, right, top = _window_bounds(grid, w)
+    return (left - margin_m, bottom - margin_m, right + margin_m, top + margin_m)
+
+
 def ground_params(cfg: Config) -> GroundParams:
     d = cfg.dem
     return GroundParams(
@@ -168,19 +171,21 @@ def ground_params(cfg: Config) -> GroundParams:
     )
 
 
-def surface_options(cfg: Config) -> SurfaceOptions:
+def surface_options(cfg: Config, params: "GroundParams") -> SurfaceOptions:
     d = cfg.dem
-    return SurfaceOptions(dsm_percentile=d.dsm_percentile, max_hole_cells=d.max_hole_cells, smooth=d.dsm_median, dtm_cell=d.dtm_cell_m)
+    return SurfaceOptions(
+        dsm_percentile=d.dsm_percentile,
+        max_hole_cells=d.max_hole_cells,
+        max_hole_m=d.max_hole_m,
+        smooth=d.dsm_median,
+        dtm_cell=d.dtm_cell_m,
+        dtm_margin_m=params.margin,
+    )
 
 
 def dem_grid(fusion: FusionIndex, resolution: float) -> GridSpec:
     boxes = np.array([t.bounds for t in fusion.tiles])
     return GridSpec.covering(fusion.crs, float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()), resolution)
-
-
-def grid_margin(grid: GridSpec, opts: SurfaceOptions, params: GroundParams) -> int:
-    """Cells of context a raster tile needs: hole filling, smoothing and the DTM under buildings."""
-    return int(max(2 * opts.max_hole_cells + 4, math.ceil(params.margin / grid.resolution)))
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
@@ -206,13 +211,13 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     # 2. DSM and DTM per raster tile.
     resolution = cfg.dem.resolution_gsd_factor * dense.gsd_m
     grid = dem_grid(fusion, resolution)
-    opts = surface_options(cfg)
-    margin = grid_margin(grid, opts, params)
+    opts = surface_options(cfg, params)
+    margin_m = opts.margin_m(grid.resolution)
     foot = {s.image: s.bounds for s in dense.images if s.points > 0}
     ground_z = float(np.median([t.z_min for t in fusion.tiles]))
     gtasks = []
     for window in grid.tiles(cfg.dem.tile_size):
-        box = _window_bounds(grid, window.expanded(margin, grid.width, grid.height))
+        box = _expanded_bounds(grid, window, margin_m)
         inner = _window_bounds(grid, window)
         gtasks.append(
             GridTask(
@@ -226,7 +231,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
             )
         )
     names = [f"r{t.window.row_off}c{t.window.col_off}" for t in gtasks]
-    results = map_tasks(client, grid_task, gtasks, ws, grid, margin, opts, ground_z, label="dem-grid", item_names=names)
+    results = map_tasks(client, grid_task, gtasks, ws, grid, opts, ground_z, label="dem-grid", item_names=names)
     # (TiledRasterWriter's ``description`` re-opens the finished COG in update mode, which GDAL
     # refuses for COG layouts, so the rasters carry no description tag.)
     with TiledRasterWriter(ws.dsm_path, grid, "float", nodata=NODATA) as dsm_w, TiledRasterWriter(ws.dtm_path, grid, "float", nodata=NODATA) as dtm_w:

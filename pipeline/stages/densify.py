@@ -28,7 +28,7 @@ from models.reconstruction import Reconstruction
 from pipeline.config import Config
 from pipeline.dense.consistency import View, backproject, consistent_depth
 from pipeline.dense.records import DenseIndex, DepthSummary, ViewGeometry
-from pipeline.dense.stereo import StereoOptions, combine_pair_depths, pair_depth
+from pipeline.dense.stereo import StereoOptions, combine_pair_depths, pair_depth, probe_depth_range
 from pipeline.dense.views import NeighbourOptions, ViewPlan, estimate_gsd, plan_views
 from pipeline.progress import map_tasks
 from pipeline.stage import StageReport, StageSpec
@@ -62,7 +62,7 @@ def _read(view: ViewGeometry, scale: float) -> np.ndarray:
     return read_rgb_resized(Path(view.path), (view.camera.width, view.camera.height), cam.width, cam.height)
 
 
-def depth_task(task: DepthTask, ws: Workspace, scale: float, opts: StereoOptions, rel_tol: float) -> int:
+def depth_task(task: DepthTask, ws: Workspace, scale: float, opts: StereoOptions, rel_tol: float, probe_near: float) -> int:
     """Dask task: the reference's depth map from its pairs; returns its valid pixel count."""
     name = task.ref.name
     if ws.depthmap_exists(name, RAW):  # finished by an earlier, killed run with the same inputs
@@ -72,10 +72,18 @@ def depth_task(task: DepthTask, ws: Workspace, scale: float, opts: StereoOptions
     gray1 = _gray(rgb1)
     depths = []
     weights = []
-    for nb in task.neighbours:
+    d_min, d_max = task.depth_min, task.depth_max
+    # The probe uses the shortest baseline: the smallest disparity range for the widest depth range.
+    probe_with = min(task.neighbours, key=lambda v: float(np.linalg.norm(v.pose.center - task.ref.pose.center)), default=None)
+    for nb in sorted(task.neighbours, key=lambda v: v is not probe_with):
         cam2 = nb.camera.scaled(scale)
         gray2 = _gray(_read(nb, scale))
-        d = pair_depth(gray1, cam1, task.ref.pose, gray2, cam2, nb.pose, task.depth_min, task.depth_max, opts)
+        if nb is probe_with and probe_near > 0.0:
+            # Widen the sparse range to what a coarse wide search finds (tree crowns, roofs).
+            found = probe_depth_range(gray1, cam1, task.ref.pose, gray2, cam2, nb.pose, d_min, d_max, opts, probe_near)
+            if found is not None:  # tie points bound the far side (ground) well; widen only the near side
+                d_min = min(d_min, found[0])
+        d = pair_depth(gray1, cam1, task.ref.pose, gray2, cam2, nb.pose, d_min, d_max, opts)
         if d is not None:
             depths.append(d)
             # Depth precision grows with the baseline: weight each pair by its square.
@@ -135,7 +143,10 @@ def neighbour_options(cfg: Config) -> NeighbourOptions:
 
 
 def stereo_options(cfg: Config) -> StereoOptions:
-    return StereoOptions(block_size=cfg.dense.block_size, max_disparities=cfg.dense.max_disparities)
+    d = cfg.dense
+    return StereoOptions(
+        block_size=d.block_size, max_disparities=d.max_disparities, uniqueness_ratio=d.uniqueness_ratio, speckle_window=d.speckle_window
+    )
 
 
 def tasks_for(rec: Reconstruction, plans: dict[str, ViewPlan], paths: dict[str, str], symmetric: bool = False) -> list[DepthTask]:
@@ -180,7 +191,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     scale = cfg.dense.depth_scale
     sopts = stereo_options(cfg)
     tol = cfg.dense.depth_tolerance
-    raw_counts = map_tasks(client, depth_task, tasks, ws, scale, sopts, tol, label="densify-depth", item_names=names)
+    raw_counts = map_tasks(client, depth_task, tasks, ws, scale, sopts, tol, cfg.dense.probe_near_fraction, label="densify-depth", item_names=names)
     # Consistency also asks the images that chose this one, so two-view areas can agree.
     check = tasks_for(rec, plans, paths, symmetric=True)
     summaries = map_tasks(
