@@ -176,7 +176,9 @@ class CopcBuilder:
         """``lo``/``hi`` bound every point that will be added; ``spacing`` is the leaf point spacing."""
         self.frame = frame
         self.lo = self._stored(np.asarray(lo, dtype=np.float64))
-        self.hi = self._stored(np.asarray(hi, dtype=np.float64))
+        # One scale step of headroom: a point exactly on the far faces must not fall outside a
+        # node box through floating-point rounding (copclib derives boxes from min + span).
+        self.hi = self._stored(np.asarray(hi, dtype=np.float64)) + frame.scale
         self.octree = Octree.for_bounds(self.lo, self.hi, spacing, grid)
         self.scratch = Path(scratch)
         if self.scratch.exists():
@@ -198,7 +200,7 @@ class CopcBuilder:
             return
         rec = point_record(self.frame, xyz, rgb, classification)
         scaled = np.column_stack([np.asarray(rec.x), np.asarray(rec.y), np.asarray(rec.z)])
-        if np.any(scaled < self.lo - 1e-9) or np.any(scaled > self.hi + 1e-9):
+        if np.any(scaled < self.lo - 1e-9) or np.any(scaled > self.hi):
             raise ValueError("CopcBuilder.add: points outside the bounds given at construction")
         _, keys = self.octree.assign(scaled, seed=self._chunks)
         self._chunks += 1
