@@ -158,7 +158,7 @@ def plan_flight(preset: FlightPreset, ground_z: float, home_ground_z_fn: Callabl
         a = line_ends[i][0]
         t_nominal = line_start_times[i] + float(np.linalg.norm(cam - a)) / preset.speed_m_s
         t_ms = int(round(t_nominal * 1000.0))
-        c = traj.position(t_ms / 1000.0)[0]
+        c = traj.position(np.array([t_ms / 1000.0]))[0]
         shots.append(
             PlannedShot(
                 index=k,

@@ -589,6 +589,7 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
             list(pool.map(render_one, shots))
     render_seconds = time.perf_counter() - t_render
 
+    t0 = time.perf_counter()
     gcps = _gcp_set(scene, shots, camera, crs)
     write_bytes_atomic(out_dir / "gcp_list.txt", format_odm_gcp_list(gcps).encode("utf-8"))
 
@@ -602,6 +603,8 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
             focal_length_mm=preset.camera.focal_mm,
         )
 
+    logger.info("GCP observations and flight log written in %.1f s", time.perf_counter() - t0)
+    t0 = time.perf_counter()
     truth_dir = out_dir / "truth"
     rec = Reconstruction(
         crs=crs,
@@ -626,6 +629,7 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
     )
     write_bytes_atomic(truth_dir / "scene.json", _dump_json(scene_doc))
     raster_paths = write_truth_rasters(truth_dir, grid, scene, texture, preset.supersample)
+    logger.info("truth written in %.1f s (rasters %d x %d at %.2f cm)", time.perf_counter() - t0, grid.width, grid.height, 100 * grid.resolution)
 
     seconds = time.perf_counter() - t_start
     paths = {

@@ -434,6 +434,7 @@ def _town(
     cars: list[Car] = []
     lo, hi = preset.building_size_m
     hmin, hmax = preset.building_height_m
+    candidates: list[tuple[float, float, float, float, float, float]] = []
     for u0, u1 in zip(road_us[:-1], road_us[1:]):
         for v0, v1 in zip(road_vs[:-1], road_vs[1:]):
             bu0, bu1 = u0 + half_road + 1.0, u1 - half_road - 1.0
@@ -473,11 +474,13 @@ def _town(
                     p = np.array(pt(cu, cv))
                     tall = rng.random() < 0.15
                     height = float(rng.uniform(hmax * 0.7, hmax)) if tall else float(rng.uniform(hmin, hmax * 0.55))
-                    if any(footprint_overlaps(o, float(p[0]), float(p[1]), su / 2, sv / 2, rot, 2.0) for o in buildings):
-                        continue
-                    buildings.append(
-                        _make_building(rng, terrain, len(buildings), round(float(p[0]), 3), round(float(p[1]), 3), round(su / 2, 3), round(sv / 2, 3), rot, height, bottom_z)
-                    )
+                    candidates.append((float(np.hypot(*(p - c))), float(p[0]), float(p[1]), su, sv, height))
+    # The lots nearest the centre get the buildings; the rest stay courtyards.
+    candidates.sort(key=lambda cand: cand[0])
+    for _dist, px, py, su, sv, height in candidates[: preset.n_buildings]:
+        buildings.append(
+            _make_building(rng, terrain, len(buildings), round(px, 3), round(py, 3), round(su / 2, 3), round(sv / 2, 3), rot, height, bottom_z)
+        )
     # Cars along the kerbs.
     for u in road_us:
         for v0, v1 in zip(road_vs[:-1], road_vs[1:]):

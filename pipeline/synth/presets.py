@@ -76,7 +76,7 @@ class FlightPreset:
     speed_m_s: float  # horizontal cruise speed
     climb_speed_m_s: float  # vertical speed of take-off and landing
     run_in_m: float  # straight flight before the first and after the last shot of a line
-    n_buildings: int  # buildings in the scene (a town places about this many)
+    n_buildings: int  # buildings in the scene (a town fills at most this many lots, nearest the centre first)
     building_height_m: tuple[float, float]  # min, max height above ground
     building_size_m: tuple[float, float]  # min, max footprint side
     town_rotation_deg: float  # street grid rotation from grid north (town scenes)
@@ -180,7 +180,7 @@ PRESETS: dict[str, FlightPreset] = {
         speed_m_s=6.0,
         climb_speed_m_s=3.0,
         run_in_m=15.0,
-        n_buildings=40,
+        n_buildings=60,
         building_height_m=(3.5, 27.0),
         building_size_m=(8.0, 24.0),
         town_rotation_deg=14.0,

@@ -98,6 +98,15 @@ class GroundTexture:
         return np.asarray(out, dtype=np.uint8)
 
 
+RGB = tuple[float, float, float]
+
+
+def _tone(rgb: RGB, factor: float, add: float = 0.0) -> RGB:
+    """``rgb * factor + add``, clipped to 0..255."""
+    r, g, b = (min(255.0, max(0.0, c * factor + add)) for c in rgb)
+    return (r, g, b)
+
+
 class _Painter:
     """Draws local-coordinate shapes into the albedo and class rasters."""
 
@@ -179,8 +188,8 @@ def _paint_roof(p: _Painter, t: _ClassTables, b: Building, rng: np.random.Genera
     p.polygon(b.corners(), rgb, cls)
     t.frame(cls, b.cx, b.cy, b.rotation_deg)
     t.noise_amp[cls] = 0.6
-    darker = tuple(0.72 * c for c in rgb)
-    lighter = tuple(min(255.0, 1.18 * c + 12) for c in rgb)
+    darker = _tone(rgb, 0.72)
+    lighter = _tone(rgb, 1.18, 12.0)
     parapet = 0.35
     kind = b.roof_kind
     if kind in (RoofKind.GRAVEL, RoofKind.CONCRETE, RoofKind.SOLAR):
@@ -297,7 +306,7 @@ def _paint_car(p: _Painter, car_x: float, car_y: float, heading: float, rgb: tup
     r = c - 1.45 * u
     p.rect(float(r[0]), float(r[1]), 0.22, 0.72, heading, glass, CLASS_CAR)
     roof = c - 0.3 * u
-    p.rect(float(roof[0]), float(roof[1]), 0.75, 0.72, heading, tuple(min(255.0, 1.08 * x) for x in rgb), CLASS_CAR)
+    p.rect(float(roof[0]), float(roof[1]), 0.75, 0.72, heading, _tone(rgb, 1.08), CLASS_CAR)
 
 
 def _paint_layout(p: _Painter, t: _ClassTables, layout: Layout, rng: np.random.Generator) -> None:
@@ -313,7 +322,7 @@ def _paint_layout(p: _Painter, t: _ClassTables, layout: Layout, rng: np.random.G
     for s in layout.spots:
         if s.kind == "bush":
             p.circle(s.x, s.y, s.radius, s.rgb, CLASS_BUSH)
-            hl = tuple(min(255.0, 1.25 * c + 8) for c in s.rgb)
+            hl = _tone(s.rgb, 1.25, 8.0)
             p.circle(s.x - 0.25 * s.radius, s.y + 0.25 * s.radius, 0.45 * s.radius, hl, CLASS_BUSH)
         else:
             p.circle(s.x, s.y, s.radius, s.rgb, CLASS_ROCK)
@@ -480,8 +489,8 @@ def build_texture(
 
     finest = max(2.5 * gsd, 2.0 * res)
     lum = _lattices(rng, extent, finest, 6, 0.07, 0.055)
-    chroma_r = _lattices(rng, extent, 1.5, 2, 0.05, 0.03)
-    chroma_b = _lattices(rng, extent, 1.5, 2, 0.05, 0.03)
+    chroma_r = _lattices(rng, extent, 1.5, 2, 0.035, 0.02)
+    chroma_b = _lattices(rng, extent, 1.5, 2, 0.035, 0.02)
     shade_table = rng.uniform(-1.0, 1.0, 1024).astype(np.float32)
 
     xs = (xmin + (np.arange(width) + 0.5) * res).astype(np.float32)

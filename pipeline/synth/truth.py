@@ -48,8 +48,15 @@ def write_truth_rasters(out_dir: Path, grid: GridSpec, scene: Scene, texture: Gr
                 xs, ys = _local_centres(grid, scene, w)
                 X, Y = np.meshgrid(xs, ys)
                 ground = scene.terrain.height(X, Y)
-                inside = scene.building_mask(X, Y)
-                top = scene.top_height(X, Y)
+                top = ground.copy()
+                inside = np.zeros(X.shape, dtype=bool)
+                for b in scene.buildings:
+                    bx, by = b.corners().T
+                    if bx.max() < xs[0] or bx.min() > xs[-1] or by.max() < ys[-1] or by.min() > ys[0]:
+                        continue
+                    hit = b.contains(X, Y)
+                    top = np.where(hit, np.maximum(top, b.roof_z), top)
+                    inside |= hit
                 dtm.write(w, ground.astype(np.float32))
                 dsm.write(w, top.astype(np.float32))
                 mask.write(w, inside.astype(np.uint8))
