@@ -603,3 +603,34 @@ def test_ingest_reads_the_synthetic_images(small: tuple[Path, SynthResult]) -> N
         xyz = proj.forward(np.array([rec.gps.lon]), np.array([rec.gps.lat]), np.array([rec.gps.alt]))[0]
         err = xyz - truth.images[entry["name"]].pose.center
         assert np.allclose(err, entry["gps_noise_enu_m"], atol=0.01)
+
+
+def test_cli_passes_the_flight_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import pipeline.synth
+    from pipeline.cli import main
+
+    seen: list[SynthOptions] = []
+
+    class _Result:
+        def describe(self) -> str:
+            return "ok"
+
+    def fake(out_dir: Path, options: SynthOptions | None = None) -> _Result:
+        assert options is not None
+        seen.append(options)
+        return _Result()
+
+    monkeypatch.setattr(pipeline.synth, "render_flight", fake)
+    argv = ["synth", str(tmp_path), "--preset", "medium", "--crs", "EPSG:4547", "--seed", "3", "--no-gps", "--oblique", "-60",
+            "--front-overlap", "0.8", "--side-overlap", "0.7", "--altitude", "80", "--gps-sigma", "1.5"]
+    assert main(argv) == 0
+    o = seen[0]
+    assert (o.preset, o.crs, o.seed, o.no_gps, o.oblique_deg) == ("medium", "EPSG:4547", 3, True, -60.0)
+    assert (o.front_overlap, o.side_overlap, o.altitude_agl_m, o.gps_sigma_h_m) == (0.8, 0.7, 80.0, 1.5)
+
+
+def test_cli_rejects_a_bad_pitch_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["synth", str(tmp_path / "x"), "--oblique", "-10"]) == 2
+    assert "gimbal pitch" in capsys.readouterr().err
