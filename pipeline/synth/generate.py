@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -164,7 +165,6 @@ def _wrap180(a: float) -> float:
 def _shots(
     plan: FlightPlan,
     preset: FlightPreset,
-    camera: CameraModel,
     projector: Projector,
     origin: tuple[float, float],
     seed: int,
@@ -509,6 +509,27 @@ def _dump_json(data: Any) -> bytes:
     return (json.dumps(to_jsonable(data), indent=2) + "\n").encode("utf-8")
 
 
+_IMAGE_NAME = re.compile(r"^IMG_\d{4}\.JPG$")
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir``; a previous synth output there is replaced, anything else is refused."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file; give a folder for the synthetic flight")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / "truth" / "scene.json").is_file():
+            raise ConfigError(
+                f"{out_dir} is not empty and holds no earlier synthetic flight (truth/scene.json); "
+                "choose a new or empty folder"
+            )
+        images = out_dir / "images"
+        stale = [p for p in images.iterdir() if _IMAGE_NAME.match(p.name)] if images.is_dir() else []
+        for p in stale:
+            p.unlink()
+        logger.info("replacing the synthetic flight in %s (%d old images removed)", out_dir, len(stale))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
 # -- the entry point ----------------------------------------------------------------------
 def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthResult:
     """Render a synthetic flight into ``out_dir`` (created); see the module docstring for the layout."""
@@ -528,7 +549,7 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
     c = projector.forward(np.array([options.center_lon]), np.array([options.center_lat]))[0]
     origin = (float(round(c[0])), float(round(c[1])))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_out_dir(out_dir)
     logger.info("synth: preset %s, seed %d, CRS %s -> %s", preset.name, options.seed, crs, out_dir)
 
     terrain = Terrain.random(
@@ -539,7 +560,7 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
     frac_ms = int(_rng(options.seed, _STREAM_CLOCK).integers(100, 900))
     clock_offset_ms = CAMERA_UTC_OFFSET_H * 3_600_000 + frac_ms
     clock_offset_s = clock_offset_ms / 1000.0
-    shots = _shots(plan, preset, camera, projector, origin, options.seed, clock_offset_ms)
+    shots = _shots(plan, preset, projector, origin, options.seed, clock_offset_ms)
 
     # One grid for the truth rasters and the texture, snapped to whole cells of the GSD.
     ex = _extent(shots, camera, plan, terrain.base_z)

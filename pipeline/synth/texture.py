@@ -498,6 +498,6 @@ def build_texture(
         r1 = min(height, r0 + _STRIP_ROWS)
         ys = (ymax - (np.arange(r0, r1) + 0.5) * res).astype(np.float32)
         albedo[r0:r1] = _modulate_strip(albedo[r0:r1], classes[r0:r1], xs, ys, tables, lum, chroma_r, chroma_b, shade_table)
-    del classes
+    del classes, painter
     cv2.GaussianBlur(albedo, (0, 0), sigmaX=0.6, dst=albedo, borderType=cv2.BORDER_REFLECT_101)
     return GroundTexture(rgb=albedo, x_min=xmin, y_max=ymax, res=res)
