@@ -584,7 +584,8 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
         aoi_corners=plan.aoi_corners,
     )
     t0 = time.perf_counter()
-    texture = build_texture(layout, extent_local, tex_res, preset.gsd_m, _rng(options.seed, _STREAM_TEXTURE))
+    workers = options.workers or min(4, os.cpu_count() or 1)
+    texture = build_texture(layout, extent_local, tex_res, preset.gsd_m, _rng(options.seed, _STREAM_TEXTURE), workers)
     logger.info("texture painted in %.1f s", time.perf_counter() - t0)
     rays = RayGrid.build(camera, preset.supersample)
 
@@ -601,7 +602,6 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
         logger.info("rendered %s (%d/%d) in %.2f s", shot.name, shot.index + 1, n, time.perf_counter() - t1)
         return shot.name
 
-    workers = options.workers or min(4, os.cpu_count() or 1)
     if workers <= 1:
         for s in shots:
             render_one(s)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -402,16 +403,40 @@ def _lattices(rng: np.random.Generator, extent: tuple[float, float, float, float
     return out
 
 
-def _noise(lats: list[_Lattice], xs: F32, ys: F32) -> F32:
-    """Sum of bicubic value-noise octaves at the grid xs (W,) x ys (R,)."""
+def _octave(lat: _Lattice, xs: F32, ys: F32, res: float) -> F32:
+    """One bicubic value-noise octave at the grid xs (W,) x ys (R,).
+
+    Coarse octaves are evaluated on a grid ``k`` times sparser (at least 4 samples per
+    lattice cell) and interpolated linearly; the sparse grid is aligned to absolute
+    texel indices (strips start at multiples of ``k``), so strips join seamlessly.
+    """
+    k = 1
+    while k < 16 and lat.spacing / (res * k * 2) >= 4.0:
+        k *= 2
+    if k == 1:
+        gx, gy = xs, ys
+    else:
+        cc = -(-xs.shape[0] // k) + 2
+        cr = -(-ys.shape[0] // k) + 2
+        gx = (xs[0] + ((np.arange(cc) - 0.5) * k - 0.5) * res).astype(np.float32)
+        gy = (ys[0] - ((np.arange(cr) - 0.5) * k - 0.5) * res).astype(np.float32)
+    mx = ((gx - lat.x0) / lat.spacing).astype(np.float32)
+    my = ((lat.y1 - gy) / lat.spacing).astype(np.float32)
+    shape = (gy.shape[0], gx.shape[0])
+    map_x = np.ascontiguousarray(np.broadcast_to(mx[None, :], shape))
+    map_y = np.ascontiguousarray(np.broadcast_to(my[:, None], shape))
+    v = cv2.remap(lat.values, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    if k == 1:
+        return np.asarray(v, dtype=np.float32)
+    up = cv2.resize(v, (shape[1] * k, shape[0] * k), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(up[k : k + ys.shape[0], k : k + xs.shape[0]], dtype=np.float32)
+
+
+def _noise(lats: list[_Lattice], xs: F32, ys: F32, res: float) -> F32:
+    """Sum of value-noise octaves at the grid xs (W,) x ys (R,)."""
     total = np.zeros((ys.shape[0], xs.shape[0]), np.float32)
     for lat in lats:
-        mx = ((xs - lat.x0) / lat.spacing).astype(np.float32)
-        my = ((lat.y1 - ys) / lat.spacing).astype(np.float32)
-        map_x = np.ascontiguousarray(np.broadcast_to(mx[None, :], total.shape))
-        map_y = np.ascontiguousarray(np.broadcast_to(my[:, None], total.shape))
-        v = cv2.remap(lat.values, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-        total += lat.amplitude * v
+        total += lat.amplitude * _octave(lat, xs, ys, res)
     return total
 
 
@@ -432,9 +457,10 @@ def _modulate_strip(
     chroma_r: list[_Lattice],
     chroma_b: list[_Lattice],
     shade_table: F32,
+    res: float,
 ) -> U8:
     cls = classes.astype(np.intp)
-    mod = 1.0 + t.noise_amp[cls] * _noise(lum, xs, ys)
+    mod = 1.0 + t.noise_amp[cls] * _noise(lum, xs, ys, res)
     X = np.broadcast_to(xs[None, :], cls.shape)
     Y = np.broadcast_to(ys[:, None], cls.shape)
     patterned = (t.rows_amp[cls] > 0) | (t.joint_amp[cls] > 0) | (t.shade_amp[cls] > 0)
@@ -460,8 +486,8 @@ def _modulate_strip(
             f *= 1.0 + sa * shade_table[idx]
         mod[patterned] *= f
     out = albedo.astype(np.float32) * mod[:, :, None]
-    out[:, :, 0] *= 1.0 + _noise(chroma_r, xs, ys)
-    out[:, :, 2] *= 1.0 + _noise(chroma_b, xs, ys)
+    out[:, :, 0] *= 1.0 + _noise(chroma_r, xs, ys, res)
+    out[:, :, 2] *= 1.0 + _noise(chroma_b, xs, ys, res)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -471,6 +497,7 @@ def build_texture(
     res: float,
     gsd: float,
     rng: np.random.Generator,
+    workers: int = 1,
 ) -> GroundTexture:
     """Paint the layout into a band-limited RGB raster of ``res`` metres per texel over ``extent``."""
     xmin, ymin, xmax, ymax = extent
@@ -494,10 +521,15 @@ def build_texture(
     shade_table = rng.uniform(-1.0, 1.0, 1024).astype(np.float32)
 
     xs = (xmin + (np.arange(width) + 0.5) * res).astype(np.float32)
-    for r0 in range(0, height, _STRIP_ROWS):
+
+    def strip(r0: int) -> None:
         r1 = min(height, r0 + _STRIP_ROWS)
         ys = (ymax - (np.arange(r0, r1) + 0.5) * res).astype(np.float32)
-        albedo[r0:r1] = _modulate_strip(albedo[r0:r1], classes[r0:r1], xs, ys, tables, lum, chroma_r, chroma_b, shade_table)
+        albedo[r0:r1] = _modulate_strip(albedo[r0:r1], classes[r0:r1], xs, ys, tables, lum, chroma_r, chroma_b, shade_table, res)
+
+    # Strips are independent (each writes its own rows), so threads change nothing in the result.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(strip, range(0, height, _STRIP_ROWS)))
     del classes, painter
     cv2.GaussianBlur(albedo, (0, 0), sigmaX=0.6, dst=albedo, borderType=cv2.BORDER_REFLECT_101)
     return GroundTexture(rgb=albedo, x_min=xmin, y_max=ymax, res=res)
