@@ -587,7 +587,7 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
     workers = options.workers or min(4, os.cpu_count() or 1)
     texture = build_texture(layout, extent_local, tex_res, preset.gsd_m, _rng(options.seed, _STREAM_TEXTURE), workers)
     logger.info("texture painted in %.1f s", time.perf_counter() - t0)
-    rays = RayGrid.build(camera, preset.supersample)
+    rays = RayGrid.build(camera, preset.supersample, workers=workers)
 
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -649,7 +649,7 @@ def render_flight(out_dir: Path, options: SynthOptions | None = None) -> SynthRe
         tlog_packets=packets,
     )
     write_bytes_atomic(truth_dir / "scene.json", _dump_json(scene_doc))
-    raster_paths = write_truth_rasters(truth_dir, grid, scene, texture, preset.supersample)
+    raster_paths = write_truth_rasters(truth_dir, grid, scene, texture, preset.supersample, workers)
     logger.info("truth written in %.1f s (rasters %d x %d at %.2f cm)", time.perf_counter() - t0, grid.width, grid.height, 100 * grid.resolution)
 
     seconds = time.perf_counter() - t_start

@@ -13,6 +13,7 @@ Geometry is in local coordinates (see :mod:`pipeline.synth.scene`).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,12 +237,13 @@ class RayGrid:
     col_w: FloatArray
 
     @classmethod
-    def build(cls, camera: CameraModel, ss: int, stride: int = 8, block_rows: int = 256) -> "RayGrid":
+    def build(cls, camera: CameraModel, ss: int, stride: int = 8, block_rows: int = 256, workers: int = 1) -> "RayGrid":
         hs, ws = camera.height * ss, camera.width * ss
         us = (np.arange(ws) + 0.5) / ss - 0.5
         xn = np.empty((hs, ws), np.float32)
         yn = np.empty((hs, ws), np.float32)
-        for r0 in range(0, hs, block_rows):
+
+        def block(r0: int) -> None:
             r1 = min(hs, r0 + block_rows)
             vs = (np.arange(r0, r1) + 0.5) / ss - 0.5
             uu, vv = np.meshgrid(us, vs)
@@ -249,6 +251,9 @@ class RayGrid:
             nrm = camera.undistort(xd, iterations=9)  # fixed point: ~3e-8 px after 8 iterations
             xn[r0:r1] = nrm[..., 0]
             yn[r0:r1] = nrm[..., 1]
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(block, range(0, hs, block_rows)))
         rows = np.unique(np.append(np.arange(0, hs, stride), hs - 1))
         cols = np.unique(np.append(np.arange(0, ws, stride), ws - 1))
         ri = np.clip(np.searchsorted(rows, np.arange(hs), side="right") - 1, 0, len(rows) - 2)

@@ -9,9 +9,11 @@ centre.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from drone_io.geotiff_writer import open_geotiff_writer
 from models.raster import GridSpec, Window
@@ -20,6 +22,8 @@ from pipeline.synth.texture import GroundTexture
 from pipeline.workspace import atomic_path
 
 _TILE = 512
+F64 = NDArray[np.float64]
+U8 = NDArray[np.uint8]
 
 
 def _local_centres(grid: GridSpec, scene: Scene, w: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -27,11 +31,40 @@ def _local_centres(grid: GridSpec, scene: Scene, w: Window) -> tuple[np.ndarray,
     return xs - scene.origin[0], ys - scene.origin[1]
 
 
-def write_truth_rasters(out_dir: Path, grid: GridSpec, scene: Scene, texture: GroundTexture, ss: int) -> dict[str, Path]:
-    """Write dsm.tif, dtm.tif, orthophoto.tif and buildings.tif into ``out_dir``."""
+def _tile(grid: GridSpec, scene: Scene, texture: GroundTexture, ss: int, w: Window) -> tuple[F64, F64, U8, U8]:
+    """(dtm, dsm, building mask, orthophoto RGB) of one window."""
+    xs, ys = _local_centres(grid, scene, w)
+    X, Y = np.meshgrid(xs, ys)
+    ground = scene.terrain.height(X, Y)
+    top = ground.copy()
+    inside = np.zeros(X.shape, dtype=bool)
+    for b in scene.buildings:
+        bx, by = b.corners().T
+        if bx.max() < xs[0] or bx.min() > xs[-1] or by.max() < ys[-1] or by.min() > ys[0]:
+            continue
+        hit = b.contains(X, Y)
+        top = np.where(hit, np.maximum(top, b.roof_z), top)
+        inside |= hit
+    offsets = (np.arange(ss) + 0.5) / ss - 0.5  # sub-cell sample offsets, in cells
+    acc = np.zeros(X.shape + (3,), np.float64)
+    for oy in offsets:
+        for ox in offsets:
+            col, row = texture.texel_coords(X + ox * grid.resolution, Y - oy * grid.resolution)
+            acc += texture.sample_grid(col, row)
+    rgb = np.clip(np.rint(acc / (ss * ss)), 0, 255).astype(np.uint8)
+    return ground, top, inside.astype(np.uint8), rgb
+
+
+def write_truth_rasters(
+    out_dir: Path, grid: GridSpec, scene: Scene, texture: GroundTexture, ss: int, workers: int = 1
+) -> dict[str, Path]:
+    """Write dsm.tif, dtm.tif, orthophoto.tif and buildings.tif into ``out_dir``.
+
+    Tiles are computed in threads and written in order by this thread.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.tif" for name in ("dsm", "dtm", "orthophoto", "buildings")}
-    offsets = (np.arange(ss) + 0.5) / ss - 0.5  # sub-cell sample offsets, in cells
+    windows = list(grid.tiles(_TILE))
     with (
         atomic_path(paths["dsm"]) as p_dsm,
         atomic_path(paths["dtm"]) as p_dtm,
@@ -43,27 +76,11 @@ def write_truth_rasters(out_dir: Path, grid: GridSpec, scene: Scene, texture: Gr
             open_geotiff_writer(p_dtm, grid, 1, "float32") as dtm,
             open_geotiff_writer(p_ortho, grid, 3, "uint8") as ortho,
             open_geotiff_writer(p_mask, grid, 1, "uint8") as mask,
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
         ):
-            for w in grid.tiles(_TILE):
-                xs, ys = _local_centres(grid, scene, w)
-                X, Y = np.meshgrid(xs, ys)
-                ground = scene.terrain.height(X, Y)
-                top = ground.copy()
-                inside = np.zeros(X.shape, dtype=bool)
-                for b in scene.buildings:
-                    bx, by = b.corners().T
-                    if bx.max() < xs[0] or bx.min() > xs[-1] or by.max() < ys[-1] or by.min() > ys[0]:
-                        continue
-                    hit = b.contains(X, Y)
-                    top = np.where(hit, np.maximum(top, b.roof_z), top)
-                    inside |= hit
+            for w, (ground, top, inside, rgb) in zip(windows, pool.map(lambda w: _tile(grid, scene, texture, ss, w), windows)):
                 dtm.write(w, ground.astype(np.float32))
                 dsm.write(w, top.astype(np.float32))
-                mask.write(w, inside.astype(np.uint8))
-                acc = np.zeros(X.shape + (3,), np.float64)
-                for oy in offsets:
-                    for ox in offsets:
-                        col, row = texture.texel_coords(X + ox * grid.resolution, Y - oy * grid.resolution)
-                        acc += texture.sample_grid(col, row)
-                ortho.write(w, np.clip(np.rint(acc / (ss * ss)), 0, 255).astype(np.uint8))
+                mask.write(w, inside)
+                ortho.write(w, rgb)
     return paths
