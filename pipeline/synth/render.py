@@ -345,7 +345,7 @@ def render_radiance(
     texture: GroundTexture,
     rays: RayGrid,
     pose: Pose,
-    chunk_rows: int = 192,
+    chunk_rows: int = 96,
 ) -> F32:
     """The noise-free image (H, W, 3) float32 RGB 0..255 of a camera with local ``pose``."""
     camera = rays.camera

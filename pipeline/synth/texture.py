@@ -50,7 +50,7 @@ CLASS_ROOF0 = 128  # roofs are 128..255 (building index modulo 128)
 
 _SHIFT = 4  # fixed-point bits of OpenCV drawing coordinates
 _ONE = 1 << _SHIFT
-_STRIP_ROWS = 256
+_STRIP_ROWS = 128
 
 
 @dataclass(frozen=True, eq=False)
