@@ -119,6 +119,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         no_gps=args.no_gps,
         oblique_deg=args.oblique,
+        front_overlap=args.front_overlap,
+        side_overlap=args.side_overlap,
+        altitude_agl_m=args.altitude,
+        gps_sigma_h_m=args.gps_sigma,
     )
     result = render_flight(Path(args.out_dir), options)
     print(result.describe())
@@ -181,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--no-gps", action="store_true", help="strip GPS from the images (geotag from the log)")
     syn.add_argument("--oblique", type=float, default=None, metavar="DEG", help="gimbal pitch in degrees (default -90)")
+    syn.add_argument("--front-overlap", type=float, default=None, metavar="F", help="along-track overlap 0..0.95 (preset: 0.75)")
+    syn.add_argument("--side-overlap", type=float, default=None, metavar="F", help="across-track overlap 0..0.95 (preset: 0.65)")
+    syn.add_argument("--altitude", type=float, default=None, metavar="M", help="flight height above ground in m (sets the GSD)")
+    syn.add_argument("--gps-sigma", type=float, default=None, metavar="M", help="EXIF GPS horizontal noise, 1-sigma m (preset: 0.5)")
     syn.set_defaults(handler=cmd_synth)
     return parser
 
