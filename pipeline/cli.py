@@ -28,10 +28,9 @@ EXIT_INTERRUPTED = 130
 _LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+def setup_logging(verbose: bool = False, quiet: bool = False) -> logging.Handler:
+    """Send log records to stderr; returns the handler so the caller can remove it again."""
     root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
     console.setFormatter(logging.Formatter(_LOG_FORMAT, "%H:%M:%S"))
@@ -39,6 +38,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     root.setLevel(logging.DEBUG)
     for noisy in ("distributed", "tornado", "asyncio", "rasterio", "fiona", "PIL", "matplotlib", "numba", "exifread"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return console
 
 
 def add_file_log(path: Path) -> logging.Handler:
@@ -211,9 +211,10 @@ def _write_crash_log(args: argparse.Namespace | None) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args: argparse.Namespace | None = None
+    console: logging.Handler | None = None
     try:
         args = parser.parse_args(argv)
-        setup_logging(args.verbose, args.quiet)
+        console = setup_logging(args.verbose, args.quiet)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except AerobaseError as exc:
@@ -230,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        if console is not None:
+            logging.getLogger().removeHandler(console)
 
 
 if __name__ == "__main__":
