@@ -198,3 +198,33 @@ def dense_truth_figures(flight: Path, ws: Workspace, stride: int = 2) -> DenseTr
         building_class6=float(np.mean(sub_6[fp] > 0.5)),
         ground_nonbuilding_ground=float(np.mean(sub_ng[og] <= 0.5)),
     )
+
+
+@dataclass(frozen=True)
+class HoleFigures:
+    """Nodata inside the flown area of a DSM: components of nodata that do not reach the raster edge."""
+
+    valid_m2: float
+    holes: int
+    hole_m2: float
+    largest_m2: float
+
+
+def enclosed_holes(dsm_path: Path) -> HoleFigures:
+    with rasterio.open(dsm_path) as ds:
+        data = ds.read(1)
+        nodata = data == ds.nodata
+        cell = abs(ds.transform.a * ds.transform.e)
+    labels, n = ndimage.label(nodata)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
+    inside = np.ones(n + 1, bool)
+    inside[0] = False
+    inside[edge] = False
+    areas = sizes[inside] * cell
+    return HoleFigures(
+        valid_m2=float((~nodata).sum() * cell),
+        holes=int(inside.sum()),
+        hole_m2=float(areas.sum()),
+        largest_m2=float(areas.max()) if len(areas) else 0.0,
+    )
