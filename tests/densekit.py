@@ -14,6 +14,7 @@ from pathlib import Path
 import laspy
 import numpy as np
 import rasterio
+import rasterio.enums
 from numpy.typing import NDArray
 from scipy import ndimage
 
@@ -202,29 +203,35 @@ def dense_truth_figures(flight: Path, ws: Workspace, stride: int = 2) -> DenseTr
 
 @dataclass(frozen=True)
 class HoleFigures:
-    """Nodata inside the flown area of a DSM: components of nodata that do not reach the raster edge."""
+    """Nodata inside the flown area of a DSM.
+
+    The flown area is the data region with its enclosed gaps filled, shrunk by ``edge_m``: the
+    ragged rim of a flight, seen by one or two images at grazing angles, is its edge, not its
+    inside. Holes are the nodata cells within it.
+    """
 
     valid_m2: float
+    inner_m2: float
     holes: int
     hole_m2: float
     largest_m2: float
 
 
-def enclosed_holes(dsm_path: Path) -> HoleFigures:
+def enclosed_holes(dsm_path: Path, edge_m: float = 10.0) -> HoleFigures:
     with rasterio.open(dsm_path) as ds:
-        data = ds.read(1)
+        f = max(1, int(np.ceil(max(ds.width, ds.height) / 3000)))  # coarse enough to stay fast
+        data = ds.read(1, out_shape=(ds.height // f, ds.width // f), resampling=rasterio.enums.Resampling.nearest)
         nodata = data == ds.nodata
-        cell = abs(ds.transform.a * ds.transform.e)
-    labels, n = ndimage.label(nodata)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
-    inside = np.ones(n + 1, bool)
-    inside[0] = False
-    inside[edge] = False
-    areas = sizes[inside] * cell
+        res = abs(ds.transform.a) * f
+    area = ndimage.binary_fill_holes(~nodata)
+    inner = ndimage.distance_transform_edt(np.pad(area, 1))[1:-1, 1:-1] * res > edge_m
+    holes = nodata & inner
+    labels, n = ndimage.label(holes)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64) * res * res
     return HoleFigures(
-        valid_m2=float((~nodata).sum() * cell),
-        holes=int(inside.sum()),
-        hole_m2=float(areas.sum()),
-        largest_m2=float(areas.max()) if len(areas) else 0.0,
+        valid_m2=float((~nodata).sum() * res * res),
+        inner_m2=float(inner.sum() * res * res),
+        holes=int(n),
+        hole_m2=float(sizes.sum()),
+        largest_m2=float(sizes.max()) if n else 0.0,
     )

@@ -232,9 +232,10 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
         )
     names = [f"r{t.window.row_off}c{t.window.col_off}" for t in gtasks]
     results = map_tasks(client, grid_task, gtasks, ws, grid, opts, ground_z, label="dem-grid", item_names=names)
-    # (TiledRasterWriter's ``description`` re-opens the finished COG in update mode, which GDAL
-    # refuses for COG layouts, so the rasters carry no description tag.)
-    with TiledRasterWriter(ws.dsm_path, grid, "float", nodata=NODATA) as dsm_w, TiledRasterWriter(ws.dtm_path, grid, "float", nodata=NODATA) as dtm_w:
+    what = f"{resolution:.3f} m cells, {fusion.crs}, heights as in the reconstruction"
+    with TiledRasterWriter(ws.dsm_path, grid, "float", nodata=NODATA, description=f"Aerobase DSM, {what}") as dsm_w, TiledRasterWriter(
+        ws.dtm_path, grid, "float", nodata=NODATA, description=f"Aerobase DTM, {what}"
+    ) as dtm_w:
         for r in results:
             tile = ws.load_dem_tile(r.window)
             dsm_w.write(r.window, np.nan_to_num(tile.dsm, nan=NODATA), np.isfinite(tile.dsm))

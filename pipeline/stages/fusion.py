@@ -31,6 +31,8 @@ from pipeline.workspace import Workspace, fingerprint
 logger = logging.getLogger(__name__)
 
 STAGE_NAME = "fusion"
+# Points held before the per-image parts of a tile are folded together (about 30 bytes each).
+MERGE_BATCH_POINTS = 8_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +52,8 @@ def fuse_tile(task: FusionTask, ws: Workspace, grid: TileGrid, scale: float, opt
     if ws.tile_points_exist(task.key):
         pts = ws.load_tile_points(task.key)
     else:
-        acc = FusedPoints.empty()
+        parts: list[FusedPoints] = []
+        pending = 0
         for view in task.views:
             dm = ws.load_depthmap(view.name, FILTERED)
             xyz, rows, cols = backproject(View(dm, view.camera.scaled(scale), view.pose))
@@ -58,10 +61,13 @@ def fuse_tile(task: FusionTask, ws: Workspace, grid: TileGrid, scale: float, opt
             if not inside.any():
                 continue
             assert dm.rgb is not None
-            part = voxel_merge(xyz[inside], dm.rgb[rows[inside], cols[inside]], opts.voxel)
+            parts.append(voxel_merge(xyz[inside], dm.rgb[rows[inside], cols[inside]], opts.voxel))
+            pending += len(parts[-1])
             del xyz, rows, cols, dm
-            acc = merge([acc, part], opts.voxel)
-        pts = clean_tile(acc, grid.bounds(task.key), opts)
+            if pending > MERGE_BATCH_POINTS:  # bound memory: fold the parts into one merged cloud
+                parts = [merge(parts, opts.voxel)]
+                pending = len(parts[0])
+        pts = clean_tile(merge(parts, opts.voxel), grid.bounds(task.key), opts)
         ws.save_tile_points(task.key, pts)
     if len(pts) == 0:
         return TileSummary(task.key, 0, (0.0, 0.0, 0.0, 0.0), 0.0, 0.0)
