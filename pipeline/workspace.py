@@ -125,6 +125,11 @@ def fingerprint(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
 
 
+def _safe_name(name: str) -> str:
+    """A file-name-safe stem for an image name (which may hold folders)."""
+    return name.replace("/", "__").replace("\\", "__")
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a finished stage did: written last, so its presence means the stage completed."""
@@ -474,11 +479,6 @@ class Workspace:
                 child.unlink(missing_ok=True)
         write_bytes_atomic(marker, token.encode("utf-8"))
     # ================================ end of issue 6 ================================
-
-
-def _safe_name(name: str) -> str:
-    """A file-name-safe stem for an image name (which may hold folders)."""
-    return name.replace("/", "__").replace("\\", "__")
 
 
 def require(condition: bool, message: str) -> None:

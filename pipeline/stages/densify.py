@@ -1,7 +1,8 @@
 """Densify: a depth map per image from its best neighbours, then multi-view consistency.
 
 Two rounds of Dask tasks, one task per image each:
-1. depth: undistort + rectify the reference against each neighbour at
+1. depth: undistort + rectify the reference against each neighbour (its chosen ones and those
+   that chose it) at
    ``dense.depth_scale``, StereoSGBM with its left-right check, triangulate
    into the reference view and keep the depths the pairs agree on;
 2. consistency: keep a depth only where ``dense.min_consistent_views`` views
@@ -186,16 +187,16 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
         logger.warning("%s: no neighbour view with enough overlap and parallax; it gets no depth map", name)
     ws.reset_task_dir(STAGE_NAME, tokenize(cfg.values("dense"), fingerprint(ws.reconstruction_path), sorted(paths.items())))
     ws.save_view_plans(plans)
-    tasks = tasks_for(rec, plans, paths)
+    # Pairs are made symmetric: if i chose j, j also matches i, so that an area only i and j see
+    # gets a depth in both maps and can pass the consistency check.
+    tasks = tasks_for(rec, plans, paths, symmetric=True)
     names = [t.ref.name for t in tasks]
     scale = cfg.dense.depth_scale
     sopts = stereo_options(cfg)
     tol = cfg.dense.depth_tolerance
     raw_counts = map_tasks(client, depth_task, tasks, ws, scale, sopts, tol, cfg.dense.probe_near_fraction, label="densify-depth", item_names=names)
-    # Consistency also asks the images that chose this one, so two-view areas can agree.
-    check = tasks_for(rec, plans, paths, symmetric=True)
     summaries = map_tasks(
-        client, consistency_task, check, ws, scale, tol, cfg.dense.min_consistent_views, label="densify-consistency", item_names=names
+        client, consistency_task, tasks, ws, scale, tol, cfg.dense.min_consistent_views, label="densify-consistency", item_names=names
     )
     index = DenseIndex(crs=rec.crs, gsd_m=gsd, depth_scale=scale, images=tuple(summaries))
     ws.save_dense_index(index)
@@ -208,7 +209,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
             "images_without_neighbours": no_neighbours,
             "depth_pixels_two_view": int(sum(raw_counts)),
             "depth_pixels_consistent": int(sum(s.points for s in summaries)),
-            "mean_neighbours": round(float(np.mean([len(p.neighbors) for p in plans.values()])) if plans else 0.0, 2),
+            "mean_neighbours": round(float(np.mean([len(t.neighbours) for t in tasks])) if tasks else 0.0, 2),
         }
     }
     return StageReport(figures=figures, outputs=(ws.dense_index_path, ws.view_plans_path))
