@@ -55,3 +55,31 @@ def test_csf_separates_box() -> None:
     surface = ground_surface_from(xyz, ground, 1.0)
     zs = surface.sample(np.array([500060.0]), np.array([4000060.0]))
     assert zs[0] == pytest.approx(50.0 + 3.0 + 1.5 * np.sin(3.0), abs=0.7)
+
+
+def test_low_points_are_noise() -> None:
+    from pipeline.dem.ground import LOW_NOISE, below_ground
+
+    xyz, is_ground, is_building = synthetic_cloud(2)
+    rng = np.random.default_rng(5)
+    sink = np.column_stack([rng.uniform(500080, 500086, 40), rng.uniform(4000010, 4000016, 40), np.full(40, 40.0)])
+    allxyz = np.vstack([xyz, sink])
+    ground, surface = smrf_ground(allxyz, SmrfOptions())
+    low = below_ground(allxyz, surface, 0.5, 1.25)
+    cls = classify(allxyz, ground, building_points(allxyz, ground, surface, BuildingOptions()), low)
+    assert (cls[-40:] == LOW_NOISE).all()
+    assert (cls[:-40] == LOW_NOISE).mean() < 0.001
+
+
+def test_courtyard_stays_ground() -> None:
+    rng = np.random.default_rng(4)
+    n = 50000
+    xy = rng.uniform(0, 100, size=(n, 2))
+    z = 20.0 + rng.normal(0, 0.03, n)
+    ring = (np.abs(xy[:, 0] - 50) < 14) & (np.abs(xy[:, 1] - 50) < 14)
+    court = (np.abs(xy[:, 0] - 50) < 6) & (np.abs(xy[:, 1] - 50) < 6)
+    z[ring & ~court] += 10.0  # a block around a 12 m courtyard
+    xyz = np.column_stack([xy + [300000.0, 5000000.0], z])
+    ground, surface = smrf_ground(xyz, SmrfOptions())
+    assert ground[court].mean() > 0.95
+    assert (~ground[ring & ~court]).mean() > 0.97

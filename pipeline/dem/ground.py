@@ -1,13 +1,14 @@
 """Ground classification of a point cloud: SMRF (Pingel et al. 2013) or cloth simulation, plus buildings.
 
-Classes follow ASPRS: 1 unclassified, 2 ground, 6 building. SMRF works on a
+Classes follow ASPRS: 1 unclassified, 2 ground, 6 building, 7 low point (noise). SMRF works on a
 minimum-height grid: a progressive morphological opening with disks of growing
 radius marks cells that rise above the opened surface by more than
 ``slope * radius`` as objects; the remaining cells, interpolated, form a
 provisional ground surface, and a point is ground when it lies within
 ``threshold + scalar * local slope`` of it. Buildings are non-ground points
 more than ``min_height`` above that surface in connected, smooth (roof-like)
-regions of at least ``min_area``.
+regions of at least ``min_area``. Points below the surface by more than the
+ground test allows are low noise (stereo mismatches); the DEMs leave them out.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ BoolArray = NDArray[np.bool_]
 UNCLASSIFIED = 1
 GROUND = 2
 BUILDING = 6
+LOW_NOISE = 7
+
+# A pit deeper than this (plus the slope allowance of its width) is a cluster of low outliers (m).
+PIT_DEPTH = 2.0
 
 
 @dataclass(frozen=True)
@@ -89,16 +94,30 @@ def _disk(radius: int) -> NDArray[np.uint8]:
     return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)), dtype=np.uint8)
 
 
+def _pits(z: F32, opts: SmrfOptions) -> BoolArray:
+    """Cells that a progressive closing fills by more than a deep pit's allowance."""
+    pits = np.zeros(z.shape, dtype=bool)
+    last = z.astype(np.float32)
+    for radius in range(1, int(math.ceil(opts.window / 2.0 / opts.cell)) + 1):
+        closed = np.asarray(cv2.morphologyEx(last, cv2.MORPH_CLOSE, _disk(radius), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
+        pits |= (closed - z) > PIT_DEPTH + opts.slope * radius * opts.cell
+        last = closed
+    return pits
+
+
 def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
-    """SMRF's provisional ground surface of a point set."""
+    """SMRF's provisional ground surface of a point set.
+
+    After the progressive opening has removed objects, a progressive closing of the
+    interpolated ground finds pits (clusters of stray points under the ground, which the
+    opening keeps); they are removed and the surface interpolated again. The closing runs on
+    the ground without objects, so courtyards between buildings are not pits.
+    """
     grid = _grid_for(xyz, opts.cell)
     zmin = min_surface(xyz, grid)
     base = float(np.nanmin(zmin))
     z = nearest_fill(zmin) - base
-    # Low outliers: cells far below their neighbourhood (stray points under the ground).
-    low = (ndimage.median_filter(z, size=5) - z) > 2.0 * opts.threshold + 1.0
-    z = nearest_fill(np.where(low, np.nan, z).astype(np.float32))
-    objects = low.copy()
+    objects = np.zeros(z.shape, dtype=bool)
     last = z.astype(np.float32)
     for radius in range(1, int(math.ceil(opts.window / opts.cell)) + 1):
         opened = np.asarray(cv2.morphologyEx(last, cv2.MORPH_OPEN, _disk(radius), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
@@ -106,6 +125,10 @@ def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
         last = opened
     provisional = np.where(objects | ~np.isfinite(zmin), np.nan, z).astype(np.float32)
     ground = interpolate_fill(provisional, ~np.isfinite(provisional))
+    pits = _pits(ground, opts)
+    if pits.any():
+        provisional[pits] = np.nan
+        ground = interpolate_fill(provisional, ~np.isfinite(provisional))
     return GroundSurface(grid, (ground + base).astype(np.float32))
 
 
@@ -185,9 +208,19 @@ def building_points(xyz: FloatArray, ground: BoolArray, surface: GroundSurface, 
     return out
 
 
-def classify(xyz: FloatArray, ground: BoolArray, buildings: BoolArray) -> NDArray[np.uint8]:
-    """ASPRS class codes from the ground and building masks."""
+def below_ground(xyz: FloatArray, surface: GroundSurface, threshold: float, scalar: float) -> BoolArray:
+    """Points below the ground surface by more than the ground test allows (``threshold`` +
+    ``scalar`` x local slope): mismatches that nothing can stand on, ASPRS low noise."""
+    zs = surface.sample(xyz[:, 0], xyz[:, 1])
+    s = GroundSurface(surface.grid, surface.slope()).sample(xyz[:, 0], xyz[:, 1])
+    return (xyz[:, 2] - zs) < -(threshold + scalar * s)
+
+
+def classify(xyz: FloatArray, ground: BoolArray, buildings: BoolArray, low: BoolArray | None = None) -> NDArray[np.uint8]:
+    """ASPRS class codes from the ground, building and low-noise masks."""
     cls = np.full(len(xyz), UNCLASSIFIED, dtype=np.uint8)
     cls[ground] = GROUND
     cls[buildings & ~ground] = BUILDING
+    if low is not None:
+        cls[low & ~ground] = LOW_NOISE
     return cls

@@ -1,6 +1,6 @@
 """DSM and DTM of one raster window from classified points (the DEM stage's per-tile kernel).
 
-DSM: a high-ish percentile of point heights per cell (robust to the odd
+DSM: a high-ish percentile of point heights per cell (low noise, class 7, left out) (robust to the odd
 stray point, close to the top surface), small holes filled by interpolation,
 then a median filter (ODM's gridding recipe with a robust statistic instead of
 IDW radii). DTM: the median of ground points per cell, every other cell that
@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from models.raster import GridSpec, Window
 from pipeline.dem.grid import cell_percentile, fill_and_smooth, interpolate_fill, median_smooth, nearest_fill
-from pipeline.dem.ground import GROUND
+from pipeline.dem.ground import GROUND, LOW_NOISE
 
 F32 = NDArray[np.float32]
 
@@ -94,7 +94,7 @@ def surfaces(grid: GridSpec, window: Window, xyz: NDArray[np.float64], cls: NDAr
     """DSM and DTM of ``window`` from the points around it (at least ``opts.margin_m`` of context)."""
     outer = window.expanded(opts.dsm_margin(grid.resolution), grid.width, grid.height)
     sides = border_sides(grid, outer)
-    dsm_raw, counts = cell_percentile(grid, outer, xyz, opts.dsm_percentile)
+    dsm_raw, counts = cell_percentile(grid, outer, xyz[cls != LOW_NOISE], opts.dsm_percentile)
     dsm = fill_and_smooth(dsm_raw, opts.hole_cells(grid.resolution), sides, opts.smooth)
     core = window.relative_to(outer).slices
     dsm = dsm[core].copy()

@@ -31,6 +31,7 @@ from pipeline.dem.ground import (
     GROUND,
     BuildingOptions,
     SmrfOptions,
+    below_ground,
     building_points,
     classify,
     csf_ground,
@@ -116,7 +117,8 @@ def classify_task(task: ClassifyTask, ws: Workspace, grid: TileGrid, params: Gro
             else:
                 ground, surface = smrf_ground(xyz, params.smrf)
             buildings = building_points(xyz, ground, surface, params.buildings)
-            cls = classify(xyz, ground, buildings)[: len(own)]
+            low = below_ground(xyz, surface, params.smrf.threshold, params.smrf.scalar)
+            cls = classify(xyz, ground, buildings, low)[: len(own)]
         ws.save_tile_classes(task.key, cls)
     return len(cls), int(np.count_nonzero(cls == GROUND)), int(np.count_nonzero(cls == BUILDING))
 
