@@ -215,14 +215,18 @@ class DemConfig:
     smrf_threshold: float = 0.5
     # SMRF elevation scalar: extra tolerance per unit of local slope.
     smrf_scalar: float = 1.25
+    # SMRF's surface takes this percentile of the heights in a cell instead of the minimum:
+    # photogrammetric clouds have stray low points that a minimum surface turns into pits.
+    smrf_cell_percentile: float = 10.0
     # Cloth resolution (m) when ground_filter is csf.
     csf_cloth_resolution: float = 1.0
     # Non-ground points at least this far above the ground can be building (m).
     building_min_height_m: float = 2.0
     # Smallest building footprint (m^2).
     building_min_area_m2: float = 12.0
-    # Largest median roughness (m) of a roof region; rougher regions (trees) stay unclassified.
-    building_max_roughness_m: float = 0.25
+    # Largest median RMS residual (m) of 2.5 m local planes inside a roof region; tree crowns
+    # are rougher and stay unclassified.
+    building_max_roughness_m: float = 0.10
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 from types import ModuleType
+
+# open3d's first import pulls in a large package tree; two Dask worker threads importing it at
+# once have tripped CPython 3.11's parser (under pytest's assertion rewriting), so one at a time.
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_open3d() -> ModuleType:
+    """Load libusb, then import and return the ``open3d`` module (once, thread-safe)."""
+    with _IMPORT_LOCK:
+        return _import_open3d()
 
 
 @functools.lru_cache(maxsize=1)
-def import_open3d() -> ModuleType:
-    """Load libusb, then import and return the ``open3d`` module (cached)."""
+def _import_open3d() -> ModuleType:
     import libusb_package
 
     lib = libusb_package.get_library_path()

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from models.raster import GridSpec, Window
-from pipeline.dem.grid import cell_index, interpolate_fill, nearest_fill
+from pipeline.dem.grid import cell_index, cell_percentile, interpolate_fill, nearest_fill
 
 FloatArray = NDArray[np.float64]
 F32 = NDArray[np.float32]
@@ -46,6 +46,7 @@ class SmrfOptions:
     window: float = 18.0  # largest opening radius (m): objects up to twice this wide are removed
     threshold: float = 0.5  # elevation threshold (m) of the final point test
     scalar: float = 1.25  # elevation scalar: extra tolerance per unit of local slope
+    cell_percentile: float = 0.0  # 0: the minimum per cell (lidar); e.g. 10: a robust low surface
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class BuildingOptions:
     min_height: float = 2.0  # above the ground surface (m)
     min_area: float = 12.0  # footprint (m^2)
     cell: float = 0.5  # grid cell for the footprint test (m)
-    max_roughness: float = 0.25  # median |height - local 3x3 mean| over the footprint (m): roofs are smooth
+    max_roughness: float = 0.10  # median RMS residual of local planes inside the footprint (m): roofs are planar
+    plane_window: int = 5  # cells of the local plane fits (2.5 m at 0.5 m cells)
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,9 +82,17 @@ def _grid_for(xyz: FloatArray, cell: float, crs: str = "") -> GridSpec:
     return GridSpec.covering(crs, float(xyz[:, 0].min()), float(xyz[:, 1].min()), float(xyz[:, 0].max()) + 1e-6, float(xyz[:, 1].max()) + 1e-6, cell)
 
 
-def min_surface(xyz: FloatArray, grid: GridSpec) -> F32:
-    """Lowest point height per cell; empty cells NaN."""
+def min_surface(xyz: FloatArray, grid: GridSpec, percentile: float = 0.0) -> F32:
+    """Lowest point height per cell (or a low ``percentile`` of them); empty cells NaN.
+
+    Lidar SMRF uses the minimum. Photogrammetric clouds have stray low points in many cells,
+    and a minimum surface full of such dips makes the morphological filter flag open ground
+    as objects, so the DEM stage passes a low percentile instead.
+    """
     window = Window(0, 0, grid.width, grid.height)
+    if percentile > 0.0:
+        z, _ = cell_percentile(grid, window, xyz, percentile)
+        return z
     flat, inside = cell_index(grid, window, xyz[:, 0], xyz[:, 1])
     out = np.full(grid.width * grid.height, np.inf)
     np.minimum.at(out, flat[inside], xyz[inside, 2])
@@ -114,7 +124,7 @@ def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
     the ground without objects, so courtyards between buildings are not pits.
     """
     grid = _grid_for(xyz, opts.cell)
-    zmin = min_surface(xyz, grid)
+    zmin = min_surface(xyz, grid, opts.cell_percentile)
     base = float(np.nanmin(zmin))
     z = nearest_fill(zmin) - base
     objects = np.zeros(z.shape, dtype=bool)
@@ -173,6 +183,39 @@ def ground_surface_from(xyz: FloatArray, ground: BoolArray, cell: float) -> Grou
     return GroundSurface(grid, nearest_fill(z))
 
 
+def plane_residual(z: F32, valid: BoolArray, window: int) -> F32:
+    """RMS residual of a least-squares plane fitted to the valid cells of each ``window`` x ``window``
+    neighbourhood (NaN where fewer than 4 cells are valid). Roof facets fit planes; tree crowns,
+    domed and patchy, do not."""
+    h, w = z.shape
+    wt = valid.astype(np.float64)
+    zz = np.where(valid, z, 0.0).astype(np.float64)
+    zz -= float(zz[valid].mean()) if valid.any() else 0.0
+    zz = np.where(valid, zz, 0.0)
+
+    def box(a: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(cv2.boxFilter(a, -1, (window, window), normalize=False, borderType=cv2.BORDER_CONSTANT), dtype=np.float64)
+
+    # Cell indices centred on the grid keep the sums well conditioned.
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    uu -= w / 2.0
+    vv -= h / 2.0
+    s_w, s_u, s_v = box(wt), box(wt * uu), box(wt * vv)
+    s_uu, s_uv, s_vv = box(wt * uu * uu), box(wt * uu * vv), box(wt * vv * vv)
+    s_z, s_uz, s_vz, s_zz = box(zz), box(zz * uu), box(zz * vv), box(zz * zz)
+    M = np.stack([np.stack([s_w, s_u, s_v], -1), np.stack([s_u, s_uu, s_uv], -1), np.stack([s_v, s_uv, s_vv], -1)], -2)
+    r = np.stack([s_z, s_uz, s_vz], -1)
+    ok = s_w >= 4
+    M[~ok] = np.eye(3)
+    M[..., 1, 1] += 1e-3  # a tiny ridge: cells in one line give a slope-free fit, not a singular system
+    M[..., 2, 2] += 1e-3
+    p = np.linalg.solve(M, r[..., None])[..., 0]
+    res = np.maximum(s_zz - np.einsum("...i,...i->...", p, r), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(res / np.maximum(s_w, 1.0))
+    return np.where(ok & valid, rms, np.nan).astype(np.float32)
+
+
 def building_points(xyz: FloatArray, ground: BoolArray, surface: GroundSurface, opts: BuildingOptions) -> BoolArray:
     """Non-ground points on large, smooth regions well above the ground surface."""
     hag = xyz[:, 2] - surface.sample(xyz[:, 0], xyz[:, 1])
@@ -194,13 +237,14 @@ def building_points(xyz: FloatArray, ground: BoolArray, surface: GroundSurface, 
     labels, count = ndimage.label(region, structure=np.ones((3, 3), bool))
     if count == 0:
         return out
-    filled = nearest_fill(zc)
-    local = cv2.blur(filled, (3, 3))
-    rough = np.abs(filled - local)
+    rough = plane_residual(zc, occupied, opts.plane_window)
     idx = np.arange(1, count + 1)
-    occ_labels = np.where(occupied, labels, 0)
+    # Roughness inside the footprint: the rim holds wall points (tall buildings, oblique views).
+    interior = ndimage.binary_erosion(region, structure=np.ones((3, 3), bool), iterations=2)
+    occ_labels = np.where(occupied & interior & np.isfinite(rough), labels, 0)
     area = np.asarray(ndimage.sum(occupied, labels, idx)) * opts.cell**2
-    rough_med = np.asarray(ndimage.median(rough, occ_labels, idx), dtype=np.float64)
+    inner_cells = np.asarray(ndimage.sum(occ_labels > 0, labels, idx))
+    rough_med = np.where(inner_cells >= 4, np.asarray(ndimage.median(np.nan_to_num(rough), occ_labels, idx), dtype=np.float64), np.inf)
     is_building = np.zeros(count + 1, dtype=bool)
     is_building[1:] = (area >= opts.min_area) & (rough_med <= opts.max_roughness)
     point_label = labels.ravel()[flat]

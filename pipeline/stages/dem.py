@@ -167,7 +167,14 @@ def ground_params(cfg: Config) -> GroundParams:
     d = cfg.dem
     return GroundParams(
         method=d.ground_filter,
-        smrf=SmrfOptions(cell=d.smrf_cell_m, slope=d.smrf_slope, window=d.smrf_window_m, threshold=d.smrf_threshold, scalar=d.smrf_scalar),
+        smrf=SmrfOptions(
+            cell=d.smrf_cell_m,
+            slope=d.smrf_slope,
+            window=d.smrf_window_m,
+            threshold=d.smrf_threshold,
+            scalar=d.smrf_scalar,
+            cell_percentile=d.smrf_cell_percentile,
+        ),
         csf_cloth_resolution=d.csf_cloth_resolution,
         buildings=BuildingOptions(min_height=d.building_min_height_m, min_area=d.building_min_area_m2, max_roughness=d.building_max_roughness_m),
     )

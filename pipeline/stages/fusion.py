@@ -23,6 +23,7 @@ from pipeline.dense.consistency import View, backproject
 from pipeline.dense.fusion import FusedPoints, FusionOptions, clean_tile, merge, voxel_merge
 from pipeline.dense.records import FusionIndex, TileSummary, ViewGeometry
 from pipeline.dense.tiles import TileGrid, TileKey, boxes_intersect
+from pipeline.o3d import import_open3d
 from pipeline.progress import map_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.stages.densify import FILTERED
@@ -108,6 +109,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
         )
         tasks.append(FusionTask(key, views))
     ws.reset_task_dir(STAGE_NAME, tokenize(cfg.values("dense"), fingerprint(ws.dense_index_path)))
+    import_open3d()  # once, here, rather than in the first tile tasks at the same time
     summaries = map_tasks(client, fuse_tile, tasks, ws, grid, index.depth_scale, opts, label="fusion-tile", item_names=[t.key.name for t in tasks])
     tiles = tuple(s for s in summaries if s.points > 0)
     for t in summaries:
