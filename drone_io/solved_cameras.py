@@ -1,94 +1,84 @@
-"""``cameras.geojson`` with solved camera positions (RFC 7946: WGS84 lon/lat, height in metres).
+"""Put solved camera positions into the ``cameras.geojson`` collection that ingest wrote.
 
-A minimal writer for the SfM stage. The ingest engineer's ``drone_io/geojson.py``
-writes the pre-SfM camera file; when it lands this can move there.
+Camera points move from their GPS position to the solved one (WGS84 lon/lat,
+as :mod:`drone_io.geojson` writes them); their properties gain the solved
+working-CRS coordinates and orientation and the GPS residual, or, for images
+that did not register, the reason. Registered images without a GPS point
+(GCP-only flights) get one.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
+import copy
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping
 
-import numpy as np
-
-from models.geo import Projector
-from models.pose import gimbal_from_rotation
-from models.reconstruction import Reconstruction
+_DEGREE_DECIMALS = 8  # ~1 mm, as drone_io.geojson
 
 
 @dataclass(frozen=True)
-class CameraFeature:
-    """One image as a GeoJSON point: solved position (or GPS when unregistered) and properties."""
+class SolvedCamera:
+    """One registered image: solved centre (lon/lat and working CRS) and orientation."""
 
     name: str
     lon: float
     lat: float
-    height: float
+    x: float
+    y: float
+    z: float
+    yaw_deg: float  # from true north, DJI convention
+    pitch_deg: float
+    roll_deg: float
     properties: dict[str, Any] = field(default_factory=dict)
 
-
-def solved_camera_features(
-    rec: Reconstruction,
-    extra: dict[str, dict[str, Any]] | None = None,
-    convergence_deg: float = 0.0,
-) -> list[CameraFeature]:
-    """Features for every registered image: solved centre in lon/lat, CRS coordinates, orientation."""
-    proj = Projector(rec.crs if rec.crs.startswith(("PROJCRS", "PROJCS")) else _wkt(rec.crs))
-    names = sorted(rec.images)
-    if not names:
-        return []
-    centers = np.array([rec.images[n].pose.center for n in names])
-    lonlat = proj.inverse(centers)
-    out = []
-    for i, n in enumerate(names):
-        yaw, pitch, roll = gimbal_from_rotation(rec.images[n].pose.R)
-        props: dict[str, Any] = {
-            "image": n,
+    def props(self) -> dict[str, Any]:
+        return {
             "registered": True,
-            "x": float(centers[i, 0]),
-            "y": float(centers[i, 1]),
-            "z": float(centers[i, 2]),
-            # Yaw from true north: grid yaw plus the grid convergence.
-            "yaw_deg": float((yaw + convergence_deg) % 360.0),
-            "pitch_deg": float(pitch),
-            "roll_deg": float(roll),
+            "position_source": "sfm",
+            "solved_x": round(self.x, 4),
+            "solved_y": round(self.y, 4),
+            "solved_z": round(self.z, 4),
+            "solved_yaw": round(self.yaw_deg, 3),
+            "solved_pitch": round(self.pitch_deg, 3),
+            "solved_roll": round(self.roll_deg, 3),
+            **self.properties,
         }
-        props.update((extra or {}).get(n, {}))
-        out.append(CameraFeature(n, float(lonlat[i, 0]), float(lonlat[i, 1]), float(centers[i, 2]), props))
-    return out
 
 
-def _wkt(crs: str) -> str:
-    from models.geo import parse_crs
-
-    return parse_crs(crs).to_wkt()
-
-
-def write_cameras_geojson(path: Path, features: Sequence[CameraFeature], crs_label: str) -> None:
-    """Write a FeatureCollection of camera points (atomic)."""
-    doc = {
-        "type": "FeatureCollection",
-        "name": "cameras",
-        "properties": {"crs_xyz": crs_label},
-        "features": [
+def update_camera_collection(
+    collection: Mapping[str, Any] | None,
+    solved: Mapping[str, SolvedCamera],
+    unregistered: Mapping[str, Mapping[str, Any]],
+    crs: str,
+) -> dict[str, Any]:
+    """A copy of ``collection`` with solved positions; ``unregistered`` maps image -> properties to add."""
+    fc: dict[str, Any] = copy.deepcopy(dict(collection)) if collection else {"type": "FeatureCollection", "features": []}
+    features: list[dict[str, Any]] = fc.setdefault("features", [])
+    seen: set[str] = set()
+    for feat in features:
+        props = feat.setdefault("properties", {})
+        name = props.get("image")
+        kind = props.get("kind")
+        if name in solved:
+            if kind == "camera":
+                cam = solved[name]
+                feat["geometry"] = {"type": "Point", "coordinates": [round(cam.lon, _DEGREE_DECIMALS), round(cam.lat, _DEGREE_DECIMALS)]}
+                props.update(cam.props())
+                seen.add(name)
+            else:
+                props["registered"] = True
+        elif name is not None:
+            props["registered"] = False
+            props.update(unregistered.get(name, {}))
+    for name in sorted(set(solved) - seen):
+        cam = solved[name]
+        features.append(
             {
                 "type": "Feature",
-                "id": f.name,
-                "geometry": {"type": "Point", "coordinates": [f.lon, f.lat, f.height]},
-                "properties": f.properties,
+                "id": name,
+                "geometry": {"type": "Point", "coordinates": [round(cam.lon, _DEGREE_DECIMALS), round(cam.lat, _DEGREE_DECIMALS)]},
+                "properties": {"kind": "camera", "image": name, **cam.props()},
             }
-            for f in features
-        ],
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:12]}-{path.name}"
-    try:
-        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        )
+    fc.setdefault("properties", {})["solved_crs"] = crs
+    return fc

@@ -155,22 +155,28 @@ class SfmConfig:
     refine_principal_point: bool = True
     # Refine k1, k2, p1, p2 in bundle adjustment.
     refine_distortion: bool = True
+    # Refine the focal length only when that lowers the mean reprojection error by this fraction;
+    # otherwise keep the EXIF value (a nadir block over flat ground cannot tell focal from height).
+    focal_min_gain: float = 0.02
     # A registered image further than this many GPS sigmas from its GPS is a misregistration.
     misregistration_sigmas: float = 5.0
     # 1-sigma accuracy of a GCP's ground coordinates (m).
     gcp_std_m: float = 0.02
     # 1-sigma accuracy of a GCP's image measurement (px).
     gcp_pixel_std: float = 1.0
-    # Use the GPS positions as pose priors in mapping and bundle adjustment.
+    # Use the GPS positions as pose priors in the global bundle adjustments.
     use_gps_priors: bool = True
+    # Also use them inside incremental mapping (pycolmap's prior BA at every global BA: same
+    # result on the shared flights, about 4x slower); off, the priors enter the final adjustment.
+    priors_in_mapping: bool = False
     # A model must hold at least this many images to be kept.
     min_model_size: int = 3
     # Unregistered image with fewer features than this: reason 'too_few_features'.
     min_features: int = 500
     # Unregistered image whose sharpness is below this fraction of the flight median: reason 'blur'.
     blur_ratio: float = 0.35
-    # Global bundle adjustment iterations after mapping (intrinsics, priors, GCPs).
-    ba_max_iterations: int = 50
+    # Most iterations of each global bundle adjustment after mapping (intrinsics, priors, GCPs).
+    ba_max_iterations: int = 100
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 Pure functions (numpy/scipy). With GPS each image is paired with its nearest
 GPS neighbours (ODM's ``--matcher-neighbors``, OpenSfM's
 ``matching_gps_neighbors``/``matching_gps_distance``) and with the images whose
-ground footprints, projected from the altitude above ground and the gimbal
-angles, overlap its own; the footprints add the cross-strip pairs that the
+ground footprints (:func:`models.footprint.footprint`, from the height above
+ground and the gimbal angles) overlap its own; the footprints add the cross-strip pairs that the
 nearest neighbours of a grid flight miss. Without GPS the fallback is
 sequential pairs in capture order plus exhaustive pairs for small flights, or
 retrieval by a flat visual vocabulary (a one-level vocabulary tree) for large
@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from models.camera import CameraModel
+from models.footprint import ccw, intersection_area, polygon_area
 
 FloatArray = NDArray[np.float64]
 
@@ -61,124 +61,12 @@ class CandidatePair:
 
 
 # -- footprints ------------------------------------------------------------------------
-def ground_footprint(
-    center: FloatArray,
-    R_world_to_cam: FloatArray,
-    camera: CameraModel,
-    ground_z: float,
-    max_range_factor: float = 5.0,
-    samples_per_edge: int = 4,
-) -> FloatArray | None:
-    """Ground polygon (K, 2) seen by a camera, intersecting its border rays with the plane z = ground_z.
-
-    Rays above the horizon, or hitting the plane further than ``max_range_factor``
-    times the height above ground, are cut at that horizontal range so oblique
-    views keep a finite footprint. None when the camera is not above the ground.
-    """
-    center = np.asarray(center, dtype=np.float64)
-    height = float(center[2] - ground_z)
-    if not np.isfinite(height) or height <= 0:
-        return None
-    w, h = camera.width, camera.height
-    t = np.linspace(0.0, 1.0, samples_per_edge, endpoint=False)
-    xs, ys = -0.5 + w * t, -0.5 + h * t
-    border = np.concatenate(
-        [
-            np.stack([xs, np.full_like(xs, -0.5)], 1),
-            np.stack([np.full_like(ys, w - 0.5), ys], 1),
-            np.stack([(w - 0.5) - w * t, np.full_like(xs, h - 0.5)], 1),
-            np.stack([np.full_like(ys, -0.5), (h - 0.5) - h * t], 1),
-        ]
-    )
-    rays = camera.pixel_to_ray(border) @ np.asarray(R_world_to_cam, dtype=np.float64)  # camera -> world
-    max_range = max_range_factor * height
-    pts = []
-    for r in rays:
-        horiz = float(np.hypot(r[0], r[1]))
-        if r[2] < -1e-9:
-            s = height / -r[2]
-            d = s * horiz
-            if d <= max_range:
-                pts.append(center[:2] + s * r[:2])
-                continue
-        if horiz < 1e-12:
-            continue
-        pts.append(center[:2] + max_range * r[:2] / horiz)
-    if len(pts) < 3:
-        return None
-    return convex_hull(np.asarray(pts))
-
-
-def convex_hull(points: FloatArray) -> FloatArray:
-    """Counter-clockwise convex hull (K, 2) of 2D points (monotone chain)."""
-    pts = sorted(set(map(tuple, np.asarray(points, dtype=np.float64).tolist())))
-    if len(pts) <= 2:
-        return np.asarray(pts, dtype=np.float64)
-
-    def cross(o: tuple[float, ...], a: tuple[float, ...], b: tuple[float, ...]) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    lower: list[tuple[float, ...]] = []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    upper: list[tuple[float, ...]] = []
-    for p in reversed(pts):
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
-    return np.asarray(lower[:-1] + upper[:-1], dtype=np.float64)
-
-
-def polygon_area(poly: FloatArray) -> float:
-    """Area of a simple polygon (shoelace)."""
-    p = np.asarray(poly, dtype=np.float64)
-    if len(p) < 3:
-        return 0.0
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def clip_convex(subject: FloatArray, clip: FloatArray) -> FloatArray:
-    """Intersection of two convex counter-clockwise polygons (Sutherland-Hodgman)."""
-    out = [tuple(p) for p in np.asarray(subject, dtype=np.float64)]
-    c = np.asarray(clip, dtype=np.float64)
-    for i in range(len(c)):
-        if not out:
-            break
-        a, b = c[i], c[(i + 1) % len(c)]
-        edge = b - a
-
-        def inside(p: tuple[float, ...]) -> bool:
-            return float(edge[0] * (p[1] - a[1]) - edge[1] * (p[0] - a[0])) >= 0.0
-
-        def meet(p: tuple[float, ...], q: tuple[float, ...]) -> tuple[float, ...]:
-            d = (q[0] - p[0], q[1] - p[1])
-            den = edge[0] * d[1] - edge[1] * d[0]
-            if abs(den) < 1e-18:
-                return q
-            s = (edge[0] * (a[1] - p[1]) - edge[1] * (a[0] - p[0])) / den
-            return (p[0] + s * d[0], p[1] + s * d[1])
-
-        inp, out = out, []
-        for j in range(len(inp)):
-            cur, prev = inp[j], inp[j - 1]
-            if inside(cur):
-                if not inside(prev):
-                    out.append(meet(prev, cur))
-                out.append(cur)
-            elif inside(prev):
-                out.append(meet(prev, cur))
-    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
-
-
 def footprint_overlap(a: FloatArray, b: FloatArray) -> float:
-    """Overlap area as a fraction of the smaller footprint (0..1)."""
+    """Overlap area of two convex footprints as a fraction of the smaller one (0..1)."""
     area = min(polygon_area(a), polygon_area(b))
     if area <= 0:
         return 0.0
-    return polygon_area(clip_convex(a, b)) / area
+    return intersection_area(ccw(a), ccw(b)) / area
 
 
 # -- selection -------------------------------------------------------------------------

@@ -23,13 +23,12 @@ from numpy.typing import NDArray
 from models.camera import CameraModel
 from models.features import ImageFeatures, PairGeometry, PairMatches, PairStat
 from models.image import ImageRecord
-from models.pose import world_to_camera_from_gimbal
+from models.footprint import attitude_for, footprint
 from pipeline.config import Config, MatchingConfig
 from pipeline.georegister import GpsFrame, gps_frame
 from pipeline.pairs import (
     CandidatePair,
     PairImage,
-    ground_footprint,
     merge_pairs,
     retrieval_pairs,
     select_pairs,
@@ -157,23 +156,23 @@ def _match_batch(task: MatchTask, ws: Workspace, settings: MatchingConfig) -> li
 
 
 # -- pair selection inputs -------------------------------------------------------------------
-def pair_images(records: Sequence[ImageRecord], cameras: dict[str, CameraModel], frame: GpsFrame | None) -> list[PairImage]:
-    """Positions (local frame) and ground footprints (from altitude above ground and gimbal angles)."""
+def pair_images(
+    records: Sequence[ImageRecord], cameras: dict[str, CameraModel], frame: GpsFrame | None, ground_height_m: float | None
+) -> list[PairImage]:
+    """Positions (local frame) and ground footprints (height above ground, gimbal or best-known attitude)."""
     out = []
     for i, r in enumerate(records):
         order = r.capture_time if r.capture_time is not None else float(i)
         pos = frame.positions.get(r.name) if frame is not None else None
-        footprint = None
-        if pos is not None and r.relative_altitude_m is not None and r.relative_altitude_m > 0:
-            att = r.gimbal
-            yaw = att.yaw if att is not None else (r.flight.yaw if r.flight is not None else 0.0)
-            pitch = att.pitch if att is not None else -90.0
-            roll = att.roll if att is not None else 0.0
-            if frame is not None:
-                yaw -= frame.convergence_deg
-            R = world_to_camera_from_gimbal(yaw, pitch, roll)
-            footprint = ground_footprint(pos, R, cameras[r.camera_id], float(pos[2] - r.relative_altitude_m))
-        out.append(PairImage(r.name, pos, footprint, order))
+        fp = None
+        if frame is not None and pos is not None:
+            ground = ground_height_m
+            if ground is None and r.gps is not None and r.relative_altitude_m is not None:
+                ground = r.gps.alt - r.relative_altitude_m
+            if ground is not None:
+                att = attitude_for(r).attitude
+                fp = footprint(cameras[r.camera_id], pos, att, ground - float(frame.origin[2]), frame.convergence_deg)
+        out.append(PairImage(r.name, pos, fp, order))
     return out
 
 
@@ -208,8 +207,10 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     t0 = time.perf_counter()
     records = ws.load_images()
     cameras = ws.load_cameras()
-    frame = gps_frame(records, ws.load_georef())
-    images = pair_images(records, cameras, frame)
+    georef = ws.load_georef()
+    frame = gps_frame(records, georef)
+    ground = georef.get("ground_height_m")
+    images = pair_images(records, cameras, frame, float(ground) if ground is not None else None)
     m = cfg.matching
     pairs, needs_retrieval = select_pairs(
         images, m.gps_neighbors, m.max_gps_distance_m, m.min_footprint_overlap, m.sequential_overlap, m.exhaustive_max_images

@@ -35,13 +35,15 @@ from numpy.typing import NDArray
 
 from drone_io.colmap_text import write_colmap_text
 from drone_io.las import write_las
-from drone_io.solved_cameras import CameraFeature, solved_camera_features, write_cameras_geojson
+from drone_io.geojson import write_geojson
+from drone_io.solved_cameras import SolvedCamera, update_camera_collection
 from models.camera import CameraModel
 from models.errors import GeoreferenceError, ReconstructionError
 from models.features import ImageFeatures
 from models.gcp import GcpObservation, GcpSet
 from models.geo import Projector, crs_label
 from models.image import ImageRecord
+from models.pose import gimbal_from_rotation
 from models.reconstruction import Reconstruction
 from models.sfm_report import (
     GeoreferenceSource,
@@ -69,10 +71,12 @@ from pipeline.georegister import (
     well_spread,
 )
 from pipeline.sfm_solve import (
+    BaResult,
+    Calibration,
+    Refine,
     add_gcp_point,
     apply_similarity,
-    bundle_adjust_fixed_points,
-    bundle_adjust_with_priors,
+    bundle_adjust,
     centers,
     deregister,
     filter_points,
@@ -80,9 +84,10 @@ from pipeline.sfm_solve import (
     quiet_colmap,
     read_pose_priors,
     run_mapper,
+    self_calibrate,
 )
 from pipeline.stage import StageReport, StageSpec
-from pipeline.workspace import Workspace
+from pipeline.workspace import Workspace, atomic_path, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +308,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     # 1. mapping
     stats, colors, gcp_index, ids = _database(ws, cfg, records, frame, gcps)
     use_priors = frame.gps is not None and cfg.sfm.use_gps_priors
-    opts = mapping_options(cfg.sfm, use_priors, cfg.matching.min_inliers)
+    opts = mapping_options(use_priors and cfg.sfm.priors_in_mapping, cfg.matching.min_inliers, cfg.sfm.min_model_size)
     image_dir = Path(records[0].path).parent
     with quiet_colmap():
         models = run_mapper(ws.sfm_database_path, image_dir, ws.work_dir / "sfm" / "mapper", opts)
@@ -322,29 +327,40 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     other_models = {n for m in models[1:] for n in (m.images[i].name for i in m.reg_image_ids())}
     timer.lap("mapping")
 
-    # 2. global adjustment with priors, misregistration rejection
+    # 2. global adjustment with priors (self-calibration), misregistration rejection
     camera_names = {v: k for k, v in ids.camera_ids.items()}
     misregistered: dict[str, str] = {}
-    if frame.gps is not None:
-        priors = read_pose_priors(ws.sfm_database_path) if use_priors else []
-        with quiet_colmap():
-            for _round in range(4):
-                if use_priors:
-                    bundle_adjust_with_priors(rec, priors, cfg.sfm)
-                else:
-                    _align_to_gps(rec, frame, records, cfg)
-                flagged = _misregistered(_gps_residuals(rec, frame, records, cfg), cfg.sfm.misregistration_sigmas)
-                flagged = [r for r in flagged if r.name not in misregistered]
-                if not flagged or _round == 3:
-                    break
-                for r in flagged:
-                    misregistered[r.name] = (
-                        f"{r.name}: solved {r.horizontal:.1f} m horizontally and {r.dz:+.1f} m vertically from its GPS, "
-                        f"beyond {cfg.sfm.misregistration_sigmas:g} sigma (GPS 1-sigma {r.std_horizontal_m:g} m / "
-                        f"{r.std_vertical_m:g} m); removed from the model"
-                    )
-                    logger.warning("misregistration: %s", misregistered[r.name])
-                deregister(rec, [r.name for r in flagged])
+    priors = read_pose_priors(ws.sfm_database_path) if use_priors else []
+
+    def adjust(r: pycolmap.Reconstruction, refine: Refine) -> BaResult:
+        return bundle_adjust(r, cfg.sfm, refine, priors=priors)
+
+    with quiet_colmap():
+        rec, calibration = self_calibrate(rec, cfg.sfm, adjust)
+        logger.info(
+            "self-calibration: focal length %s (mean reprojection %.3f px held, %.3f px free)",
+            "refined" if calibration.focal_refined else "kept at its EXIF value",
+            calibration.error_focal_held_px, calibration.error_focal_free_px,
+        )
+        for _round in range(3):
+            if not use_priors and frame.gps is not None:
+                _align_to_gps(rec, frame, cfg)
+            flagged = [
+                r
+                for r in _misregistered(_gps_residuals(rec, frame, records, cfg), cfg.sfm.misregistration_sigmas)
+                if r.name not in misregistered
+            ]
+            if not flagged:
+                break
+            for r in flagged:
+                misregistered[r.name] = (
+                    f"{r.name}: solved {r.horizontal:.1f} m horizontally and {r.dz:+.1f} m vertically from its GPS, "
+                    f"beyond {cfg.sfm.misregistration_sigmas:g} sigma (GPS 1-sigma {r.std_horizontal_m:g} m / "
+                    f"{r.std_vertical_m:g} m); removed from the model"
+                )
+                logger.warning("misregistration: %s", misregistered[r.name])
+            deregister(rec, [r.name for r in flagged])
+            adjust(rec, Refine.calibration(cfg.sfm, calibration.focal_refined))
     timer.lap("ba")
 
     # 3. georegistration with GCPs
@@ -352,7 +368,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     control_measured: dict[str, tuple[FloatArray, int]] = {}
     check_measured: dict[str, tuple[FloatArray, int]] = {}
     if gcps is not None and frame.control:
-        source = _adjust_with_gcps(rec, frame, gcps, gcp_index, ids.image_ids, cameras, camera_names, cfg)
+        source = _adjust_with_gcps(rec, frame, gcps, gcp_index, ids.image_ids, cameras, camera_names, cfg, calibration.focal_refined)
     filter_points(rec, MAX_POINT_ERROR_PX)
     if gcps is not None:
         control_measured = _triangulate_points(rec, gcps, list(frame.control), cameras, camera_names)
@@ -393,10 +409,10 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     apply_similarity(full, Similarity.translation(frame.origin))
     write_colmap_text(full, ws.colmap_model_dir)
     write_las(ws.sparse_cloud_path, aero.points.xyz, aero.points.rgb, frame.crs_wkt)
-    _write_geojson(ws, aero, frame, records, gps_res, unregistered)
+    _write_geojson(ws, aero, frame, gps_res, unregistered)
     timer.lap("export")
 
-    figures = _figures(aero, report, errors, ws, cfg, timer, misregistered)
+    figures = _figures(aero, report, errors, ws, cfg, timer, misregistered, calibration)
     logger.info(
         "sfm: %d of %d images registered, %d points, reprojection %.2f px mean, GSD %.1f cm",
         len(registered), len(records), len(aero.points), figures["sfm"]["reprojection_error_px"]["mean"], 100 * gsd,
@@ -405,7 +421,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     return StageReport(figures=figures, outputs=outputs)
 
 
-def _align_to_gps(rec: pycolmap.Reconstruction, frame: Frame, records: Sequence[ImageRecord], cfg: Config) -> None:
+def _align_to_gps(rec: pycolmap.Reconstruction, frame: Frame, cfg: Config) -> None:
     """Without prior BA: a robust similarity from solved centres to GPS."""
     assert frame.gps is not None
     solved = centers(rec)
@@ -428,6 +444,7 @@ def _adjust_with_gcps(
     cameras: dict[str, CameraModel],
     camera_names: dict[int, str],
     cfg: Config,
+    focal_refined: bool,
 ) -> GeoreferenceSource:
     """Move the model onto the control points, then adjust with them held at their surveyed coordinates."""
     tri = _triangulate_points(rec, gcps, list(frame.control), cameras, camera_names)
@@ -465,7 +482,10 @@ def _adjust_with_gcps(
     if len(point_ids) >= 3 or frame.gps is None:
         with quiet_colmap():
             # With GPS the intrinsics were calibrated under the GPS priors over the whole block; keep them.
-            bundle_adjust_fixed_points(rec, point_ids, cfg.sfm, refine_intrinsics=frame.gps is None)
+            # The control points hold the datum and the shape while principal point and distortion
+            # settle (the focal length stays as self-calibration left it). Holding every intrinsic
+            # instead left the synthetic flight's cameras 1.7 GSD off horizontally; this, 0.9.
+            bundle_adjust(rec, cfg.sfm, Refine.calibration(cfg.sfm, focal_refined), constant_points=point_ids)
     for pid in point_ids:
         rec.delete_point3D(pid)
     return GeoreferenceSource.GCP if frame.gps is None else GeoreferenceSource.GPS_GCP
@@ -475,27 +495,32 @@ def _write_geojson(
     ws: Workspace,
     aero: Reconstruction,
     frame: Frame,
-    records: Sequence[ImageRecord],
     gps_res: Sequence[PositionResidual],
     unregistered: Sequence[UnregisteredImage],
 ) -> None:
-    extra: dict[str, dict[str, Any]] = {
-        g.name: {"gps_dx_m": g.dx, "gps_dy_m": g.dy, "gps_dz_m": g.dz, "gps_horizontal_m": g.horizontal} for g in gps_res
-    }
-    conv = frame.gps.convergence_deg if frame.gps is not None else 0.0
-    features = solved_camera_features(aero, extra, conv)
-    why = {u.name: u for u in unregistered}
-    proj = Projector(frame.crs_wkt)
-    for r in records:
-        if r.name in aero.images:
-            continue
-        u = why.get(r.name)
-        props: dict[str, Any] = {"image": r.name, "registered": False, "reason": u.reason.value if u else "", "message": u.message if u else ""}
-        if r.gps is not None:
-            xyz = proj.forward(r.gps.lon, r.gps.lat, r.gps.alt)[0]
-            props.update({"x": float(xyz[0]), "y": float(xyz[1]), "z": float(xyz[2]), "position": "gps"})
-            features.append(CameraFeature(r.name, r.gps.lon, r.gps.lat, r.gps.alt, props))
-    write_cameras_geojson(ws.cameras_geojson_path, features, frame.crs)
+    """Update ingest's cameras.geojson with the solved positions (or write it when there is none)."""
+    res = {g.name: g for g in gps_res}
+    names = sorted(aero.images)
+    solved: dict[str, SolvedCamera] = {}
+    if names:
+        xyz = np.array([aero.images[n].pose.center for n in names])
+        lonlat = Projector(frame.crs_wkt).inverse(xyz)
+        conv = frame.gps.convergence_deg if frame.gps is not None else 0.0
+        for i, n in enumerate(names):
+            yaw, pitch, roll = gimbal_from_rotation(aero.images[n].pose.R)
+            extra: dict[str, Any] = {}
+            if n in res:
+                g = res[n]
+                extra = {"gps_dx_m": round(g.dx, 4), "gps_dy_m": round(g.dy, 4), "gps_dz_m": round(g.dz, 4)}
+            x, y, z = (float(v) for v in xyz[i])
+            solved[n] = SolvedCamera(
+                n, float(lonlat[i, 0]), float(lonlat[i, 1]), x, y, z, (yaw + conv) % 360.0, pitch, roll, extra
+            )
+    why = {u.name: {"unregistered_reason": u.reason.value, "unregistered_message": u.message} for u in unregistered}
+    existing = read_json(ws.cameras_geojson_path) if ws.cameras_geojson_path.exists() else None
+    fc = update_camera_collection(existing, solved, why, frame.crs)
+    with atomic_path(ws.cameras_geojson_path) as tmp:
+        write_geojson(tmp, fc)
 
 
 def _figures(
@@ -506,6 +531,7 @@ def _figures(
     cfg: Config,
     timer: Timer,
     misregistered: dict[str, str],
+    calibration: Calibration,
 ) -> dict[str, Any]:
     gsd = report.gsd_m
     pair_stats = ws.load_pair_stats()
@@ -548,6 +574,11 @@ def _figures(
         "unregistered": [{"image": u.name, "reason": u.reason.value, "message": u.message} for u in report.unregistered],
         "misregistered": sorted(misregistered),
         "cameras": cams,
+        "calibration": {
+            "focal_refined": calibration.focal_refined,
+            "reprojection_focal_held_px": calibration.error_focal_held_px,
+            "reprojection_focal_free_px": calibration.error_focal_free_px,
+        },
         "seconds": timer.seconds,
     }
     gcp: dict[str, Any] = {
