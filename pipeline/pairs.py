@@ -92,8 +92,9 @@ def gps_pairs(
     """Nearest-GPS-neighbour pairs united with footprint-overlap pairs (images with a position only).
 
     Each image is paired with its ``neighbors`` nearest images (closer than
-    ``max_distance_m`` when that is > 0), and with up to ``neighbors`` images
-    whose footprints overlap its own by at least ``min_overlap``, best overlap first.
+    ``max_distance_m`` when that is > 0), and, in each compass sector around
+    it, with the ``neighbors / 4`` images whose footprints overlap its own most
+    (at least ``min_overlap``).
     """
     located = [im for im in images if im.position is not None]
     if len(located) < 2:
@@ -117,20 +118,26 @@ def gps_pairs(
         radii = np.array([np.max(np.linalg.norm(np.asarray(im.footprint) - c, axis=1)) for (_, im), c in zip(with_fp, centroids)])
         fp_tree = cKDTree(centroids)
         reach = 2.0 * float(radii.max())
+        per_sector = max(1, -(-neighbors // 4))
         for a, (ia, im_a) in enumerate(with_fp):
-            scored: list[tuple[float, float, int]] = []
+            # Best overlaps per compass sector (N, E, S, W of the image), so the partners include the
+            # neighbouring strips on both sides and not only the next shots along the strip.
+            sectors: dict[int, list[tuple[float, float, int]]] = {}
             for b in fp_tree.query_ball_point(centroids[a], reach):
                 if b == a or np.linalg.norm(centroids[a] - centroids[b]) > radii[a] + radii[b]:
                     continue
                 ib, im_b = with_fp[b]
-                if np.linalg.norm(xyz[ia] - xyz[ib]) > limit:
+                d = xyz[ib] - xyz[ia]
+                if np.linalg.norm(d) > limit:
                     continue
                 assert im_a.footprint is not None and im_b.footprint is not None
                 ov = footprint_overlap(im_a.footprint, im_b.footprint)
                 if ov >= min_overlap:
-                    scored.append((-ov, float(np.linalg.norm(xyz[ia] - xyz[ib])), b))
-            for _, _, b in sorted(scored)[:neighbors]:
-                out.append(_pair(im_a.name, with_fp[b][1].name, PairSource.FOOTPRINT))
+                    sector = int(((np.degrees(np.arctan2(d[0], d[1])) + 45.0) % 360.0) // 90.0)
+                    sectors.setdefault(sector, []).append((-ov, float(np.linalg.norm(d)), b))
+            for scored in sectors.values():
+                for _, _, b in sorted(scored)[:per_sector]:
+                    out.append(_pair(im_a.name, with_fp[b][1].name, PairSource.FOOTPRINT))
     return _merge(out)
 
 
