@@ -286,6 +286,24 @@ def _unregistered_reasons(
     return out
 
 
+def _partial_models(models: Sequence[pycolmap.Reconstruction]) -> tuple[tuple[int, ...], set[str]]:
+    """Sizes of the separate parts (largest first) and the images only the dropped parts hold.
+
+    The mapper may also build smaller models over images the largest one already
+    holds; only models that add images count as separate parts.
+    """
+    seen = set(centers(models[0]))
+    sizes = [len(seen)]
+    others: set[str] = set()
+    for m in models[1:]:
+        new = set(centers(m)) - seen
+        if new:
+            sizes.append(len(new))
+            others |= new
+            seen |= new
+    return tuple(sizes), others
+
+
 def _point_colors(rec: pycolmap.Reconstruction, colors: dict[str, NDArray[np.uint8]]) -> None:
     for pid in rec.point3D_ids():
         p = rec.points3D[pid]
@@ -318,13 +336,12 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
             "verified matches to start one. Check the image overlap (at least 60-70% forward) and that the images are sharp."
         )
     rec = models[0]
-    sizes = tuple(int(m.num_reg_images()) for m in models)
-    if len(models) > 1:
+    sizes, other_models = _partial_models(models)
+    if len(sizes) > 1:
         logger.warning(
             "the flight broke into %d partial models (%s images); keeping the largest (%d of %d images)",
-            len(models), ", ".join(map(str, sizes)), sizes[0], len(records),
+            len(sizes), ", ".join(map(str, sizes)), sizes[0], len(records),
         )
-    other_models = {n for m in models[1:] for n in (m.images[i].name for i in m.reg_image_ids())}
     timer.lap("mapping")
 
     # 2. global adjustment with priors (self-calibration), misregistration rejection
