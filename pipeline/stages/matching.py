@@ -85,12 +85,15 @@ def match_descriptors(a: _Index, b: _Index, max_ratio: float, cross_check: bool)
         return np.zeros((0, 2), np.uint32)
     idx, dist = b.index.knnSearch(a.desc, 2, params=_FLANN_SEARCH)
     # FLANN returns squared L2 distances.
-    ok = dist[:, 0] < (max_ratio**2) * dist[:, 1]
-    if cross_check:
-        back, _ = a.index.knnSearch(b.desc, 1, params=_FLANN_SEARCH)
-        ok &= back[idx[:, 0], 0] == np.arange(len(a.desc))
-    i1 = np.nonzero(ok)[0]
-    return np.stack([i1, idx[i1, 0]], axis=1).astype(np.uint32)
+    i1 = np.nonzero(dist[:, 0] < (max_ratio**2) * dist[:, 1])[0]
+    i2 = idx[i1, 0].astype(np.int64)
+    if cross_check and len(i1):
+        # Mutual nearest neighbours: look back only from the candidates (a fraction of b).
+        cand, inverse = np.unique(i2, return_inverse=True)
+        back, _ = a.index.knnSearch(np.ascontiguousarray(b.desc[cand]), 1, params=_FLANN_SEARCH)
+        keep = back[inverse, 0] == i1
+        i1, i2 = i1[keep], i2[keep]
+    return np.stack([i1, i2], axis=1).astype(np.uint32)
 
 
 def verify_pair(
