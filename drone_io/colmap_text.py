@@ -32,8 +32,3 @@ def write_colmap_text(model: pycolmap.Reconstruction, folder: Path) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     return folder
 
-
-def read_colmap_text(folder: Path) -> pycolmap.Reconstruction:
-    rec = pycolmap.Reconstruction()
-    rec.read_text(str(folder))
-    return rec

@@ -26,10 +26,6 @@ class Similarity:
     t: FloatArray
 
     @classmethod
-    def identity(cls) -> "Similarity":
-        return cls(1.0, np.eye(3), np.zeros(3))
-
-    @classmethod
     def translation(cls, t: FloatArray) -> "Similarity":
         return cls(1.0, np.eye(3), np.asarray(t, dtype=np.float64).reshape(3))
 
@@ -47,14 +43,6 @@ class Similarity:
         Rinv = self.R.T
         return Similarity(1.0 / self.scale, Rinv, -(Rinv @ self.t) / self.scale)
 
-    def compose(self, other: "Similarity") -> "Similarity":
-        """``self ∘ other``: apply ``other`` first, then ``self``."""
-        return Similarity(self.scale * other.scale, self.R @ other.R, self.scale * self.R @ other.t + self.t)
-
-    @property
-    def matrix(self) -> FloatArray:
-        """3x4 matrix [sR | t]."""
-        return np.hstack([self.scale * self.R, self.t.reshape(3, 1)])
 
 
 def fit_similarity(

@@ -36,11 +36,6 @@ def to_colmap_pixels(uv: FloatArray) -> FloatArray:
     return np.asarray(uv, dtype=np.float64) + COLMAP_PIXEL_OFFSET
 
 
-def from_colmap_pixels(uv: FloatArray) -> FloatArray:
-    """COLMAP pixels -> Aerobase pixels."""
-    return np.asarray(uv, dtype=np.float64) - COLMAP_PIXEL_OFFSET
-
-
 def to_colmap_camera(cam: CameraModel, camera_id: int, prior_focal: bool = True) -> pycolmap.Camera:
     """An OPENCV pycolmap camera (fx, fy, cx, cy, k1, k2, p1, p2) from an Aerobase camera."""
     c = pycolmap.Camera(
@@ -100,10 +95,6 @@ def pose_from_rigid(cam_from_world: pycolmap.Rigid3d) -> Pose:
     return Pose(m[:, :3], m[:, 3])
 
 
-def rigid_from_pose(pose: Pose) -> pycolmap.Rigid3d:
-    return pycolmap.Rigid3d(pycolmap.Rotation3d(pose.R), pose.t.reshape(3, 1))
-
-
 # -- the mapping database ----------------------------------------------------------------
 @dataclass(frozen=True)
 class DatabaseImage:
@@ -122,10 +113,6 @@ class DatabaseIds:
 
     image_ids: dict[str, int]
     camera_ids: dict[str, int]
-
-    @property
-    def image_names(self) -> dict[int, str]:
-        return {v: k for k, v in self.image_ids.items()}
 
 
 def build_database(
@@ -193,10 +180,6 @@ def build_database(
 
 
 # -- solved models -------------------------------------------------------------------------
-def registered_names(rec: pycolmap.Reconstruction) -> list[str]:
-    return sorted(rec.images[i].name for i in rec.reg_image_ids())
-
-
 def reprojection_errors(rec: pycolmap.Reconstruction) -> FloatArray:
     """Reprojection error (px) of every observation of every 3D point."""
     errs: list[FloatArray] = []

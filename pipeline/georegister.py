@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from models.errors import GeoreferenceError
 from models.gcp import GcpObservation, GcpSet, GroundControlPoint
-from models.geo import Projector, crs_label, parse_crs, resolve_working_crs, transform_points
+from models.geo import Projector, parse_crs, resolve_working_crs, transform_points
 from models.image import ImageRecord
 from models.reconstruction import Reconstruction
 from models.sfm_report import PositionResidual
@@ -228,6 +228,3 @@ def residual_table(residuals: Sequence[PositionResidual], gsd_m: float) -> list[
         rows.append(row)
     return rows
 
-
-def crs_name(crs: pyproj.CRS) -> str:
-    return crs_label(crs)
