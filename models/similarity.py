@@ -44,7 +44,6 @@ class Similarity:
         return Similarity(1.0 / self.scale, Rinv, -(Rinv @ self.t) / self.scale)
 
 
-
 def fit_similarity(
     src: FloatArray,
     dst: FloatArray,
