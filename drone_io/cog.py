@@ -89,6 +89,9 @@ class TiledRasterWriter:
             profile.update(count=1, dtype="float32", nodata=self.nodata, predictor=3)
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
             self._ds = rasterio.open(self.scratch, "w", **profile)
+            if self.description:
+                # Dataset tags on the scratch file carry over into the COG.
+                self._ds.update_tags(TIFFTAG_IMAGEDESCRIPTION=self.description)
             if self.kind == "rgb":
                 interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
                 if self.uses_alpha:
@@ -150,9 +153,6 @@ class TiledRasterWriter:
         try:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=256):
                 rasterio.shutil.copy(self.scratch, tmp, driver="COG", **options)
-                if self.description:
-                    with rasterio.open(tmp, "r+") as ds:
-                        ds.update_tags(DESCRIPTION=self.description)
             os.replace(tmp, self.final)
         finally:
             if tmp.exists():

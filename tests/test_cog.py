@@ -36,7 +36,7 @@ def test_rgb_cog_by_windows(tmp_path: Path, compression: str) -> None:
 def test_float_cog_nodata(tmp_path: Path) -> None:
     grid = GridSpec.covering("EPSG:4547", 400000.0, 3840000.0, 400050.0, 3840050.0, 0.1)
     final = tmp_path / "dsm.tif"
-    with TiledRasterWriter(final, grid, "float", nodata=-9999.0) as w:
+    with TiledRasterWriter(final, grid, "float", nodata=-9999.0, description="DSM test") as w:
         for win in grid.tiles(256):
             z = np.full((win.height, win.width), 101.5, np.float32)
             valid = np.ones_like(z, bool)
@@ -46,6 +46,7 @@ def test_float_cog_nodata(tmp_path: Path) -> None:
     assert ok, errors
     with rasterio.open(final) as ds:
         assert ds.nodata == -9999.0 and ds.dtypes[0] == "float32" and ds.crs.to_epsg() == 4547
+        assert ds.tags().get("TIFFTAG_IMAGEDESCRIPTION") == "DSM test"
         a = ds.read(1)
         assert a[0, 0] == -9999.0 and a[1, 1] == pytest.approx(101.5)
     win = next(grid.tiles(10))
