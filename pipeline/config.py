@@ -149,7 +149,8 @@ class MatchingConfig:
 class SfmConfig:
     """Structure from motion and georegistration."""
 
-    # Mapping algorithm.
+    # Mapping algorithm. Both register 18/18 and 31/31 on the shared flights in the same time;
+    # incremental leaves a slightly lower reprojection error (0.88/1.00 px vs 0.88/1.04 before BA).
     mapper: Mapper = Mapper.INCREMENTAL
     # Refine the principal point in bundle adjustment (guards against doming).
     refine_principal_point: bool = True

@@ -64,10 +64,33 @@ def mapping_options(use_priors: bool, min_matches: int, min_model_size: int, num
     return opts
 
 
-def run_mapper(database: Path, image_dir: Path, out_dir: Path, opts: pycolmap.IncrementalPipelineOptions) -> list[pycolmap.Reconstruction]:
-    """All partial models, largest first."""
+def global_mapping_options(min_matches: int, min_model_size: int, num_threads: int = -1) -> pycolmap.GlobalPipelineOptions:
+    """Global mapping (rotation averaging, global positioning, BA) with the intrinsics held, as above."""
+    opts = pycolmap.GlobalPipelineOptions()
+    opts.min_num_matches = min_matches
+    opts.min_model_size = max(2, min_model_size)
+    opts.num_threads = num_threads
+    ba = opts.mapper.bundle_adjustment
+    ba.refine_focal_length = False
+    ba.refine_principal_point = False
+    ba.refine_extra_params = False
+    ba.ceres.use_gpu = False
+    opts.mapper.global_positioning.use_gpu = False
+    return opts
+
+
+def run_mapper(
+    database: Path,
+    image_dir: Path,
+    out_dir: Path,
+    opts: pycolmap.IncrementalPipelineOptions | pycolmap.GlobalPipelineOptions,
+) -> list[pycolmap.Reconstruction]:
+    """All partial models, largest first (incremental or global mapping, by the options given)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    models = pycolmap.incremental_mapping(str(database), str(image_dir), str(out_dir), opts)
+    if isinstance(opts, pycolmap.GlobalPipelineOptions):
+        models = pycolmap.global_mapping(str(database), str(image_dir), str(out_dir), opts)
+    else:
+        models = pycolmap.incremental_mapping(str(database), str(image_dir), str(out_dir), opts)
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
 
 

@@ -54,7 +54,7 @@ from models.sfm_report import (
 )
 from models.similarity import Similarity, fit_similarity_robust
 from pipeline.colmap_bridge import DatabaseImage, build_database, reprojection_errors, to_aerobase
-from pipeline.config import Config
+from pipeline.config import Config, Mapper
 from pipeline.georegister import (
     GpsFrame,
     gcp_crs,
@@ -80,6 +80,7 @@ from pipeline.sfm_solve import (
     centers,
     deregister,
     filter_points,
+    global_mapping_options,
     mapping_options,
     quiet_colmap,
     read_pose_priors,
@@ -326,7 +327,11 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     # 1. mapping
     stats, colors, gcp_index, ids = _database(ws, cfg, records, frame, gcps)
     use_priors = frame.gps is not None and cfg.sfm.use_gps_priors
-    opts = mapping_options(use_priors and cfg.sfm.priors_in_mapping, cfg.matching.min_inliers, cfg.sfm.min_model_size)
+    opts: pycolmap.IncrementalPipelineOptions | pycolmap.GlobalPipelineOptions
+    if cfg.sfm.mapper is Mapper.GLOBAL:
+        opts = global_mapping_options(cfg.matching.min_inliers, cfg.sfm.min_model_size)
+    else:
+        opts = mapping_options(use_priors and cfg.sfm.priors_in_mapping, cfg.matching.min_inliers, cfg.sfm.min_model_size)
     image_dir = Path(records[0].path).parent
     with quiet_colmap():
         models = run_mapper(ws.sfm_database_path, image_dir, ws.work_dir / "sfm" / "mapper", opts)
