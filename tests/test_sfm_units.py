@@ -298,3 +298,44 @@ def test_camera_collection_gets_solved_positions() -> None:
     assert by["a"]["geometry"]["coordinates"] == [113.0, 34.0] and by["a"]["properties"]["registered"]
     assert by["b"]["properties"]["registered"] is False and by["b"]["properties"]["unregistered_reason"] == "blur"
     assert "c" in by and fc["features"][0]["geometry"]["coordinates"] == [1.0, 2.0]  # input untouched
+
+
+def test_unregistered_images_get_a_likely_reason() -> None:
+    from pipeline.stages.sfm import ImageStat, _unregistered_reasons
+
+    stats = {
+        "ok": ImageStat(8000, 100.0),
+        "water": ImageStat(120, 90.0),
+        "blurred": ImageStat(3000, 10.0),
+        "alone": ImageStat(8000, 95.0),
+        "island": ImageStat(8000, 110.0),
+        "odd": ImageStat(8000, 105.0),
+        "moved": ImageStat(8000, 100.0),
+        "x": ImageStat(8000, 100.0),
+    }
+    pairs = {"ok": 5, "water": 0, "blurred": 1, "island": 3, "odd": 2, "moved": 4}
+    got = _unregistered_reasons(
+        list(stats), {"ok", "x"}, {"island"}, {"moved": "moved: solved 40 m from its GPS"}, stats, pairs, Config()
+    )
+    assert {u.name: u.reason.value for u in got} == {
+        "water": "too_few_features",
+        "blurred": "blur",
+        "alone": "no_overlap",
+        "island": "other_model",
+        "odd": "not_registered",
+        "moved": "misregistered",
+    }
+    assert all(u.name in u.message for u in got)
+
+
+def test_misregistration_uses_the_stated_gps_accuracy() -> None:
+    from models.sfm_report import PositionResidual
+    from pipeline.stages.sfm import _misregistered
+
+    res = [
+        PositionResidual("consumer", 10.0, 0.0, 0.0, 3.0, 5.0),
+        PositionResidual("rtk", 0.5, 0.0, 0.0, 0.02, 0.03),
+        PositionResidual("far", 20.0, 0.0, 0.0, 3.0, 5.0),
+        PositionResidual("high", 0.0, 0.0, 30.0, 3.0, 5.0),
+    ]
+    assert [r.name for r in _misregistered(res, 5.0)] == ["rtk", "far", "high"]

@@ -125,7 +125,11 @@ def working_frame(gps: GpsFrame | None, gcps: GcpSet | None, cfg: Config) -> Fra
     if gps is not None:
         crs, wkt, origin = gps.crs, gps.crs_wkt, gps.origin
     else:
-        assert gcps is not None  # require_georeference guarantees it
+        if gcps is None:
+            raise GeoreferenceError(
+                "the images carry GPS but ingest chose no working CRS, and there are no GCPs; rerun with "
+                "--rerun-from ingest, or pass --crs EPSG:N"
+            )
         c = gcp_crs(gcps, cfg.inputs.crs)
         crs, wkt = crs_label(c), c.to_wkt()
         pts = gcps_in_crs(gcps.control, gcps.crs, wkt)
