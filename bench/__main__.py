@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARKS: list[str] = ["ingest", "synth"]
+BENCHMARKS: list[str] = ["ingest", "synth", "sfm"]
 
 
 def main(argv: list[str]) -> int:
