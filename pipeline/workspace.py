@@ -18,14 +18,18 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
 import uuid
+
+import numpy as np
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from drone_io.reconstruction_io import (
     read_points_npz,
@@ -36,9 +40,11 @@ from drone_io.reconstruction_io import (
 from models.camera import CameraModel
 from models.codec import from_jsonable, to_jsonable
 from models.errors import InputError, WorkspaceError
+from models.features import ImageFeatures, PairGeometry, PairMatches, PairStat
 from models.gcp import GcpSet
 from models.image import ImageRecord, SkippedItem
 from models.reconstruction import Reconstruction
+from models.sfm_report import SfmReport
 from models.track import FlightTrack
 
 # -- issue 6 (dense / DEM) imports --
@@ -349,6 +355,149 @@ class Workspace:
 
     def reconstruction_exists(self) -> bool:
         return self.reconstruction_path.exists() and self.sparse_points_path.exists()
+
+    # == structure from motion: features, matches, SfM report (issue 5) ==============
+    @staticmethod
+    def _file_key(image_name: str) -> str:
+        """A flat, reversible file name for an image name that may hold '/'."""
+        return quote(image_name, safe="")
+
+    def features_path(self, image_name: str) -> Path:
+        return self.work_dir / "features" / f"{self._file_key(image_name)}.npz"
+
+    def save_features(self, image_name: str, features: ImageFeatures) -> None:
+        with atomic_path(self.features_path(image_name)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    keypoints=features.keypoints,
+                    descriptors=features.descriptors,
+                    colors=features.colors,
+                    working_scale=np.float64(features.working_scale),
+                    sharpness=np.float64(features.sharpness),
+                    cache_key=np.str_(features.cache_key),
+                )
+
+    def load_features(self, image_name: str) -> ImageFeatures:
+        path = self.features_path(image_name)
+        try:
+            with np.load(path) as z:
+                return ImageFeatures(
+                    keypoints=z["keypoints"],
+                    descriptors=z["descriptors"],
+                    colors=z["colors"],
+                    working_scale=float(z["working_scale"]),
+                    sharpness=float(z["sharpness"]),
+                    cache_key=str(z["cache_key"]),
+                )
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise WorkspaceError(f"feature file {path} is unreadable ({exc}); rerun with --rerun-from features") from exc
+
+    def features_exist(self, image_name: str) -> bool:
+        return self.features_path(image_name).exists()
+
+    def features_cache_key(self, image_name: str) -> str | None:
+        """The cache key of the stored features of an image, or None when absent or unreadable."""
+        path = self.features_path(image_name)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as z:
+                return str(z["cache_key"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    @property
+    def matches_dir(self) -> Path:
+        return self.work_dir / "matching" / "batches"
+
+    def clear_matches(self) -> None:
+        """Remove every stored match batch (before a matching run writes new ones)."""
+        shutil.rmtree(self.matches_dir, ignore_errors=True)
+
+    def save_matches(self, batch: str, pairs: list[PairMatches]) -> Path:
+        """Store one batch of verified pairs; returns the file written."""
+        path = self.matches_dir / f"{self._file_key(batch)}.npz"
+        n = len(pairs)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([p.num_inliers for p in pairs]) if n else []
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    names=np.array([[p.image1, p.image2] for p in pairs], dtype=np.str_).reshape(n, 2),
+                    offsets=offsets,
+                    matches=(np.concatenate([p.matches for p in pairs]) if n else np.zeros((0, 2))).astype(np.uint32),
+                    putative=np.array([p.num_putative for p in pairs], dtype=np.int64),
+                    geometry=np.array([int(p.geometry) for p in pairs], dtype=np.int64),
+                    F=np.array([p.F for p in pairs]).reshape(n, 3, 3),
+                    E=np.array([p.E for p in pairs]).reshape(n, 3, 3),
+                    H=np.array([p.H for p in pairs]).reshape(n, 3, 3),
+                )
+        return path
+
+    def load_matches(self) -> list[PairMatches]:
+        """Every stored verified pair, in batch-file order."""
+        out: list[PairMatches] = []
+        for path in sorted(Path(p) for p in glob.glob(str(self.matches_dir / "*.npz"))):
+            if path.name.startswith(".tmp-"):
+                continue
+            with np.load(path) as z:
+                names, offsets, matches = z["names"], z["offsets"], z["matches"]
+                for i in range(len(names)):
+                    out.append(
+                        PairMatches(
+                            image1=str(names[i, 0]),
+                            image2=str(names[i, 1]),
+                            matches=matches[offsets[i] : offsets[i + 1]],
+                            num_putative=int(z["putative"][i]),
+                            geometry=PairGeometry(int(z["geometry"][i])),
+                            F=z["F"][i],
+                            E=z["E"][i],
+                            H=z["H"][i],
+                        )
+                    )
+        return out
+
+    def matches_exist(self) -> bool:
+        return self.pair_stats_path.exists()
+
+    @property
+    def pair_stats_path(self) -> Path:
+        return self.work_dir / "matching" / "pairs.json"
+
+    def save_pair_stats(self, stats: list[PairStat]) -> None:
+        write_json_atomic(self.pair_stats_path, stats)
+
+    def load_pair_stats(self) -> list[PairStat]:
+        return [from_jsonable(PairStat, d) for d in read_json(self.pair_stats_path)]
+
+    @property
+    def sfm_database_path(self) -> Path:
+        """The pycolmap database the mapper reads (rebuilt by every sfm run)."""
+        return self.work_dir / "sfm" / "database.db"
+
+    @property
+    def colmap_model_dir(self) -> Path:
+        """COLMAP text model export (cameras.txt, images.txt, points3D.txt, ...)."""
+        return self.work_dir / "sfm" / "colmap"
+
+    @property
+    def sfm_report_path(self) -> Path:
+        return self.work_dir / "sfm" / "report.json"
+
+    def save_sfm_report(self, report: SfmReport) -> None:
+        write_json_atomic(self.sfm_report_path, report)
+
+    def load_sfm_report(self) -> SfmReport:
+        return from_jsonable(SfmReport, read_json(self.sfm_report_path))
+
+    def sfm_report_exists(self) -> bool:
+        return self.sfm_report_path.exists()
+
+    # == end of structure from motion ===================================================
 
     # ==============================================================================
     # Dense point cloud and DEM (issue 6): depth maps, fused tiles, point classes,

@@ -1,11 +1,13 @@
 """The pipeline stages, in run order. A new stage is a new module added here."""
 
 from pipeline.stage import StageSpec
-from pipeline.stages import densify, dem, fusion, ingest, pointcloud
+from pipeline.stages import densify, dem, features, fusion, ingest, matching, pointcloud, sfm
 
 STAGES: tuple[StageSpec, ...] = (
     ingest.STAGE,
-    # issue 6 (dense / DEM): after sfm once it lands.
+    features.STAGE,
+    matching.STAGE,
+    sfm.STAGE,
     densify.STAGE,
     fusion.STAGE,
     dem.STAGE,

@@ -295,7 +295,8 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     write_cameras_geojson(ws.cameras_geojson_path, result)
     return StageReport(
         figures=ingest_figures(result),
-        outputs=(ws.images_path, ws.cameras_path, ws.tracks_path, ws.gcps_path, ws.georef_path, ws.cameras_geojson_path),
+        # cameras.geojson is left out: the sfm stage updates it with solved positions.
+        outputs=(ws.images_path, ws.cameras_path, ws.tracks_path, ws.gcps_path, ws.georef_path),
         skipped=result.skipped,
     )
 
