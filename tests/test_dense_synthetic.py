@@ -1,4 +1,5 @@
-"""Issue 6 Done-when on the synthetic small flight, with the TRUE cameras (until SfM feeds the stages).
+"""Issue 6 Done-when on the synthetic small flight: with the TRUE cameras, and through the whole
+pipeline (SfM with GPS and the flight's GCPs feeding the dense stages).
 
 Areas are defined explicitly in :mod:`tests.densekit`: "seen by two or more images" uses the true
 cameras and the true DSM (occlusion by marching the true DSM); walls are DEM cells within 3 cells of
@@ -18,10 +19,12 @@ import laspy
 import pytest
 import rasterio
 
+from pipeline.api import RunRequest, build_config
 from pipeline.cluster import dask_client
 from pipeline.config import RunConfig, load_config, with_inputs
-from pipeline.runner import run_stages
-from pipeline.stages import dem, densify, fusion, pointcloud
+from pipeline.runner import RunOptions, run_pipeline, run_stages
+from pipeline.stages import STAGES, dem, densify, fusion, pointcloud
+from pipeline.workspace import Workspace
 from tests.densekit import dense_truth_figures, prepare_true_workspace
 
 pytestmark = pytest.mark.slow
@@ -38,11 +41,17 @@ def small_flight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_dense_dem_against_truth(small_flight: Path, tmp_path: Path) -> None:
-    cfg = with_inputs(load_config("default"), flight_dir=str(small_flight))
-    with dask_client(RunConfig(workers=2)) as client:
-        ws = prepare_true_workspace(small_flight, tmp_path / "out", cfg, client)
-        summary = run_stages(ws, cfg, client, [densify.STAGE, fusion.STAGE, dem.STAGE, pointcloud.STAGE])
+@pytest.mark.parametrize("cameras", ["true", "sfm"])
+def test_dense_dem_against_truth(small_flight: Path, tmp_path: Path, cameras: str) -> None:
+    if cameras == "true":
+        cfg = with_inputs(load_config("default"), flight_dir=str(small_flight))
+        with dask_client(RunConfig(workers=2)) as client:
+            ws = prepare_true_workspace(small_flight, tmp_path / "out", cfg, client)
+            summary = run_stages(ws, cfg, client, [densify.STAGE, fusion.STAGE, dem.STAGE, pointcloud.STAGE])
+    else:  # the whole pipeline: SfM (GPS + GCPs) feeds the dense stages
+        cfg = build_config(RunRequest(flight_dir=small_flight, out_dir=tmp_path / "out", preset="default", workers=2))
+        summary = run_pipeline(Workspace(tmp_path / "out"), cfg, STAGES, RunOptions(stop_after="pointcloud"))
+        ws = summary.workspace
     stats = summary.stats
     for key in ("points", "images_with_depth"):
         assert stats["dense"][key] > 0
