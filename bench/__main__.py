@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARKS: list[str] = ["ingest", "synth", "sfm"]
+BENCHMARKS: list[str] = ["ingest", "synth", "sfm", "dense"]
 
 
 def main(argv: list[str]) -> int:

@@ -188,10 +188,39 @@ class DenseConfig:
     depth_scale: float = 0.25
     # Neighbour views per reference image.
     num_neighbors: int = 4
-    # Views that must agree on a depth for it to survive.
+    # Views that must agree on a depth for it to survive (the reference counts as one).
     min_consistent_views: int = 2
     # Side of a fusion tile (m).
     fusion_tile_m: float = 100.0
+    # Neighbour selection: shared sparse points with a triangulation angle below this count nothing (deg).
+    min_angle_deg: float = 3.0
+    # Neighbour selection: the angle weight reaches its maximum here (deg).
+    optimal_angle_deg: float = 12.0
+    # Neighbour selection: shared points with a larger triangulation angle count nothing (deg);
+    # wider pairs need disparity searches beyond max_disparities at low flying heights.
+    max_angle_deg: float = 30.0
+    # Neighbour selection: fraction of the reference's sparse points a neighbour must also see.
+    min_overlap: float = 0.2
+    # StereoSGBM block size (odd, pixels at depth-map scale).
+    block_size: int = 5
+    # Cap on the SGBM disparity search range (pixels at depth-map scale).
+    max_disparities: int = 256
+    # SGBM uniqueness: the best match cost must beat the second best by this percentage.
+    uniqueness_ratio: int = 10
+    # SGBM speckle filter: disparity regions smaller than this (px) are dropped; 0 disables it
+    # (multi-view consistency removes the noise instead, and keeps the fine relief of tree crowns).
+    speckle_window: int = 0
+    # A coarse wide stereo probe per image searches down to this fraction of the sparse points'
+    # nearest depth, so surfaces without tie points (tree crowns) stay in range; 0 disables it.
+    probe_near_fraction: float = 0.5
+    # Relative depth difference within which two views agree (0.01 = 1% of the depth).
+    depth_tolerance: float = 0.01
+    # Fusion voxel side as a multiple of the GSD divided by depth_scale (1.0 = one depth-map pixel).
+    fusion_voxel_factor: float = 0.5
+    # Statistical outlier removal: neighbours per point.
+    outlier_neighbors: int = 16
+    # Statistical outlier removal: points beyond mean + ratio * std of the neighbour distance go.
+    outlier_std_ratio: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -204,8 +233,38 @@ class DemConfig:
     ground_filter: GroundFilter = GroundFilter.SMRF
     # Holes up to this many cells across are filled by interpolation; larger stay nodata.
     max_hole_cells: int = 20
+    # ... or up to this many metres across, whichever is more (patchy tree crowns at a fine GSD).
+    max_hole_m: float = 3.0
     # Tile side in cells for gridding tasks.
     tile_size: int = 1024
+    # Percentile of the point heights in a cell that becomes its DSM height.
+    dsm_percentile: float = 75.0
+    # Median filter applied to the DSM (0 for none, 3 or 5).
+    dsm_median: int = 3
+    # The DTM is interpolated from ground points on cells of about this size (m), then resampled.
+    dtm_cell_m: float = 1.0
+    # SMRF minimum-surface cell (m).
+    smrf_cell_m: float = 1.0
+    # SMRF slope: terrain steeper than this rise over run is not ground.
+    smrf_slope: float = 0.15
+    # SMRF largest window radius (m); objects up to about twice this wide are found.
+    smrf_window_m: float = 18.0
+    # SMRF elevation threshold (m) of the final point test.
+    smrf_threshold: float = 0.5
+    # SMRF elevation scalar: extra tolerance per unit of local slope.
+    smrf_scalar: float = 1.25
+    # SMRF's surface takes this percentile of the heights in a cell instead of the minimum:
+    # photogrammetric clouds have stray low points that a minimum surface turns into pits.
+    smrf_cell_percentile: float = 10.0
+    # Cloth resolution (m) when ground_filter is csf.
+    csf_cloth_resolution: float = 1.0
+    # Non-ground points at least this far above the ground can be building (m).
+    building_min_height_m: float = 2.0
+    # Smallest building footprint (m^2).
+    building_min_area_m2: float = 12.0
+    # Largest median RMS residual (m) of 2.5 m local planes inside a roof region; tree crowns
+    # are rougher and stay unclassified.
+    building_max_roughness_m: float = 0.10
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,19 @@ from models.reconstruction import Reconstruction
 from models.sfm_report import SfmReport
 from models.track import FlightTrack
 
+# -- issue 6 (dense / DEM) imports --
+import numpy as np
+from numpy.typing import NDArray
+
+from drone_io.depthmap_io import read_depthmap, write_depthmap
+from models.depthmap import DepthMap
+from models.raster import Window
+from pipeline.dem.surfaces import SurfaceTile
+from pipeline.dense.fusion import FusedPoints
+from pipeline.dense.records import DenseIndex, FusionIndex
+from pipeline.dense.tiles import TileKey
+from pipeline.dense.views import ViewPlan
+
 MANIFEST_NAME = "manifest.json"
 
 
@@ -116,6 +129,11 @@ def fingerprint(path: Path) -> str:
             fh.seek(-65536, os.SEEK_END)
             h.update(fh.read(65536))
     return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+
+
+def _safe_name(name: str) -> str:
+    """A file-name-safe stem for an image name (which may hold folders)."""
+    return name.replace("/", "__").replace("\\", "__")
 
 
 @dataclass(frozen=True)
@@ -480,6 +498,136 @@ class Workspace:
         return self.sfm_report_path.exists()
 
     # == end of structure from motion ===================================================
+
+    # ==============================================================================
+    # Dense point cloud and DEM (issue 6): depth maps, fused tiles, point classes,
+    # DEM tiles, COPC scratch. Files live under work/densify, work/fusion, work/dem
+    # and work/pointcloud.
+    # ==============================================================================
+    def depthmap_path(self, image: str, kind: str) -> Path:
+        """``kind`` is ``raw`` (two-view depths of a reference) or ``filtered`` (multi-view consistent)."""
+        return self.work_dir / "densify" / kind / f"{_safe_name(image)}.npz"
+
+    def save_depthmap(self, dm: DepthMap, kind: str) -> None:
+        with atomic_path(self.depthmap_path(dm.image, kind)) as tmp:
+            with open(tmp, "wb") as fh:
+                write_depthmap(fh, dm)
+
+    def load_depthmap(self, image: str, kind: str, with_colour: bool = True) -> DepthMap:
+        return read_depthmap(self.depthmap_path(image, kind), with_colour=with_colour)
+
+    def depthmap_exists(self, image: str, kind: str) -> bool:
+        return self.depthmap_path(image, kind).exists()
+
+    @property
+    def view_plans_path(self) -> Path:
+        return self.work_dir / "densify" / "views.json"
+
+    def save_view_plans(self, plans: dict[str, ViewPlan]) -> None:
+        write_json_atomic(self.view_plans_path, plans)
+
+    def load_view_plans(self) -> dict[str, ViewPlan]:
+        return {k: from_jsonable(ViewPlan, v) for k, v in read_json(self.view_plans_path).items()}
+
+    def view_plans_exist(self) -> bool:
+        return self.view_plans_path.exists()
+
+    @property
+    def dense_index_path(self) -> Path:
+        return self.work_dir / "densify" / "index.json"
+
+    def save_dense_index(self, index: DenseIndex) -> None:
+        write_json_atomic(self.dense_index_path, index)
+
+    def load_dense_index(self) -> DenseIndex:
+        return from_jsonable(DenseIndex, read_json(self.dense_index_path))
+
+    def dense_index_exists(self) -> bool:
+        return self.dense_index_path.exists()
+
+    def tile_points_path(self, key: TileKey) -> Path:
+        return self.work_dir / "fusion" / "tiles" / f"{key.name}.npz"
+
+    def save_tile_points(self, key: TileKey, pts: FusedPoints) -> None:
+        with atomic_path(self.tile_points_path(key)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, xyz=pts.xyz, rgb=pts.rgb, count=pts.count)
+
+    def load_tile_points(self, key: TileKey) -> FusedPoints:
+        with np.load(self.tile_points_path(key)) as z:
+            return FusedPoints(xyz=z["xyz"], rgb=z["rgb"], count=z["count"])
+
+    def tile_points_exist(self, key: TileKey) -> bool:
+        return self.tile_points_path(key).exists()
+
+    @property
+    def fusion_index_path(self) -> Path:
+        return self.work_dir / "fusion" / "index.json"
+
+    def save_fusion_index(self, index: FusionIndex) -> None:
+        write_json_atomic(self.fusion_index_path, index)
+
+    def load_fusion_index(self) -> FusionIndex:
+        return from_jsonable(FusionIndex, read_json(self.fusion_index_path))
+
+    def fusion_index_exists(self) -> bool:
+        return self.fusion_index_path.exists()
+
+    def tile_classes_path(self, key: TileKey) -> Path:
+        """ASPRS class per point of a fused tile, in the tile file's point order."""
+        return self.work_dir / "dem" / "classes" / f"{key.name}.npy"
+
+    def save_tile_classes(self, key: TileKey, classes: NDArray[np.uint8]) -> None:
+        with atomic_path(self.tile_classes_path(key)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(classes, dtype=np.uint8))
+
+    def load_tile_classes(self, key: TileKey) -> NDArray[np.uint8]:
+        return np.asarray(np.load(self.tile_classes_path(key)), dtype=np.uint8)
+
+    def tile_classes_exist(self, key: TileKey) -> bool:
+        return self.tile_classes_path(key).exists()
+
+    def dem_tile_path(self, window: Window) -> Path:
+        return self.work_dir / "dem" / "tiles" / f"r{window.row_off:07d}_c{window.col_off:07d}.npz"
+
+    def save_dem_tile(self, tile: SurfaceTile) -> Path:
+        path = self.dem_tile_path(tile.window)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, dsm=tile.dsm, dtm=tile.dtm, points=tile.points)
+        return path
+
+    def load_dem_tile(self, window: Window) -> SurfaceTile:
+        with np.load(self.dem_tile_path(window)) as z:
+            return SurfaceTile(window=window, dsm=z["dsm"], dtm=z["dtm"], points=z["points"])
+
+    def dem_tile_exists(self, window: Window) -> bool:
+        return self.dem_tile_path(window).exists()
+
+    @property
+    def copc_spill_dir(self) -> Path:
+        """Scratch folder of the COPC writer's per-node point files."""
+        return self.work_dir / "pointcloud" / "nodes"
+
+    def reset_task_dir(self, stage: str, token: str) -> None:
+        """Keep a stage's per-task files only if they were made with the same ``token``.
+
+        A killed run resumes its finished tasks; a run with other inputs or config starts clean.
+        """
+        d = self.stage_dir(stage)
+        marker = d / "task-token.txt"
+        if marker.exists() and marker.read_text(encoding="utf-8") == token:
+            return
+        for child in d.iterdir():
+            if child.name == MANIFEST_NAME:
+                continue
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        write_bytes_atomic(marker, token.encode("utf-8"))
+    # ================================ end of issue 6 ================================
 
 
 def require(condition: bool, message: str) -> None:

@@ -1,0 +1,270 @@
+"""Ground classification of a point cloud: SMRF (Pingel et al. 2013) or cloth simulation, plus buildings.
+
+Classes follow ASPRS: 1 unclassified, 2 ground, 6 building, 7 low point (noise). SMRF works on a
+minimum-height grid: a progressive morphological opening with disks of growing
+radius marks cells that rise above the opened surface by more than
+``slope * radius`` as objects; the remaining cells, interpolated, form a
+provisional ground surface, and a point is ground when it lies within
+``threshold + scalar * local slope`` of it. Buildings are non-ground points
+more than ``min_height`` above that surface in connected, smooth (roof-like)
+regions of at least ``min_area``. Points below the surface by more than the
+ground test allows are low noise (stereo mismatches); the DEMs leave them out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from models.raster import GridSpec, Window
+from pipeline.dem.grid import cell_index, cell_percentile, interpolate_fill, nearest_fill
+
+FloatArray = NDArray[np.float64]
+F32 = NDArray[np.float32]
+BoolArray = NDArray[np.bool_]
+
+UNCLASSIFIED = 1
+GROUND = 2
+BUILDING = 6
+LOW_NOISE = 7
+
+# A pit deeper than this (plus the slope allowance of its width) is a cluster of low outliers (m).
+PIT_DEPTH = 2.0
+
+
+@dataclass(frozen=True)
+class SmrfOptions:
+    """SMRF parameters (ODM's defaults)."""
+
+    cell: float = 1.0  # minimum-surface cell size (m)
+    slope: float = 0.15  # terrain slope (rise over run) that is still ground
+    window: float = 18.0  # largest opening radius (m): objects up to twice this wide are removed
+    threshold: float = 0.5  # elevation threshold (m) of the final point test
+    scalar: float = 1.25  # elevation scalar: extra tolerance per unit of local slope
+    cell_percentile: float = 0.0  # 0: the minimum per cell (lidar); e.g. 10: a robust low surface
+
+
+@dataclass(frozen=True)
+class BuildingOptions:
+    """When non-ground points count as a building."""
+
+    min_height: float = 2.0  # above the ground surface (m)
+    min_area: float = 12.0  # footprint (m^2)
+    cell: float = 0.5  # grid cell for the footprint test (m)
+    max_roughness: float = 0.10  # median RMS residual of local planes inside the footprint (m): roofs are planar
+    plane_window: int = 5  # cells of the local plane fits (2.5 m at 0.5 m cells)
+
+
+@dataclass(frozen=True, eq=False)
+class GroundSurface:
+    """A ground surface on a grid, with bilinear lookup."""
+
+    grid: GridSpec
+    z: F32  # (H, W), no NaN
+
+    def sample(self, x: FloatArray, y: FloatArray) -> FloatArray:
+        col, row = self.grid.world_to_cell(x, y)
+        col = np.clip(col, 0, self.grid.width - 1)
+        row = np.clip(row, 0, self.grid.height - 1)
+        return np.asarray(ndimage.map_coordinates(self.z, [row, col], order=1, mode="nearest"), dtype=np.float64)
+
+    def slope(self) -> F32:
+        gy, gx = np.gradient(self.z.astype(np.float64), self.grid.resolution)
+        return np.hypot(gx, gy).astype(np.float32)
+
+
+def _grid_for(xyz: FloatArray, cell: float, crs: str = "") -> GridSpec:
+    return GridSpec.covering(crs, float(xyz[:, 0].min()), float(xyz[:, 1].min()), float(xyz[:, 0].max()) + 1e-6, float(xyz[:, 1].max()) + 1e-6, cell)
+
+
+def min_surface(xyz: FloatArray, grid: GridSpec, percentile: float = 0.0) -> F32:
+    """Lowest point height per cell (or a low ``percentile`` of them); empty cells NaN.
+
+    Lidar SMRF uses the minimum. Photogrammetric clouds have stray low points in many cells,
+    and a minimum surface full of such dips makes the morphological filter flag open ground
+    as objects, so the DEM stage passes a low percentile instead.
+    """
+    window = Window(0, 0, grid.width, grid.height)
+    if percentile > 0.0:
+        z, _ = cell_percentile(grid, window, xyz, percentile)
+        return z
+    flat, inside = cell_index(grid, window, xyz[:, 0], xyz[:, 1])
+    out = np.full(grid.width * grid.height, np.inf)
+    np.minimum.at(out, flat[inside], xyz[inside, 2])
+    out[~np.isfinite(out)] = np.nan
+    return out.reshape(grid.height, grid.width).astype(np.float32)
+
+
+def _disk(radius: int) -> NDArray[np.uint8]:
+    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)), dtype=np.uint8)
+
+
+def _pits(z: F32, opts: SmrfOptions) -> BoolArray:
+    """Cells that a progressive closing fills by more than a deep pit's allowance."""
+    pits = np.zeros(z.shape, dtype=bool)
+    last = z.astype(np.float32)
+    for radius in range(1, int(math.ceil(opts.window / 2.0 / opts.cell)) + 1):
+        closed = np.asarray(cv2.morphologyEx(last, cv2.MORPH_CLOSE, _disk(radius), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
+        pits |= (closed - z) > PIT_DEPTH + opts.slope * radius * opts.cell
+        last = closed
+    return pits
+
+
+def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
+    """SMRF's provisional ground surface of a point set.
+
+    After the progressive opening has removed objects, a progressive closing of the
+    interpolated ground finds pits (clusters of stray points under the ground, which the
+    opening keeps); they are removed and the surface interpolated again. The closing runs on
+    the ground without objects, so courtyards between buildings are not pits.
+    """
+    grid = _grid_for(xyz, opts.cell)
+    zmin = min_surface(xyz, grid, opts.cell_percentile)
+    base = float(np.nanmin(zmin))
+    z = nearest_fill(zmin) - base
+    objects = np.zeros(z.shape, dtype=bool)
+    last = z.astype(np.float32)
+    for radius in range(1, int(math.ceil(opts.window / opts.cell)) + 1):
+        opened = np.asarray(cv2.morphologyEx(last, cv2.MORPH_OPEN, _disk(radius), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
+        objects |= (last - opened) > opts.slope * radius * opts.cell
+        last = opened
+    provisional = np.where(objects | ~np.isfinite(zmin), np.nan, z).astype(np.float32)
+    ground = interpolate_fill(provisional, ~np.isfinite(provisional))
+    pits = _pits(ground, opts)
+    if pits.any():
+        provisional[pits] = np.nan
+        ground = interpolate_fill(provisional, ~np.isfinite(provisional))
+    return GroundSurface(grid, (ground + base).astype(np.float32))
+
+
+def smrf_ground(xyz: FloatArray, opts: SmrfOptions) -> tuple[BoolArray, GroundSurface]:
+    """Which points are ground, and the ground surface they were tested against."""
+    surface = smrf_surface(xyz, opts)
+    zs = surface.sample(xyz[:, 0], xyz[:, 1])
+    slope_grid = GroundSurface(surface.grid, surface.slope())
+    s = slope_grid.sample(xyz[:, 0], xyz[:, 1])
+    return np.abs(xyz[:, 2] - zs) <= opts.threshold + opts.scalar * s, surface
+
+
+def csf_ground(xyz: FloatArray, cloth_resolution: float, class_threshold: float = 0.5) -> BoolArray:
+    """Cloth simulation filter (Zhang et al. 2016) via the cloth-simulation-filter package."""
+    import CSF
+
+    csf = CSF.CSF()
+    csf.params.bSloopSmooth = True
+    csf.params.cloth_resolution = cloth_resolution
+    csf.params.class_threshold = class_threshold
+    csf.params.rigidness = 2
+    origin = xyz.mean(axis=0)
+    csf.setPointCloud((xyz - origin).astype(np.float64))
+    ground = CSF.VecInt()
+    other = CSF.VecInt()
+    csf.do_filtering(ground, other, False)
+    mask = np.zeros(len(xyz), dtype=bool)
+    mask[np.asarray(ground, dtype=np.int64)] = True
+    return mask
+
+
+def ground_surface_from(xyz: FloatArray, ground: BoolArray, cell: float) -> GroundSurface:
+    """A ground surface interpolated from the ground points (for CSF, which returns none)."""
+    grid = _grid_for(xyz, cell)
+    window = Window(0, 0, grid.width, grid.height)
+    flat, inside = cell_index(grid, window, xyz[ground, 0], xyz[ground, 1])
+    total = np.bincount(flat[inside], weights=xyz[ground, 2][inside], minlength=grid.width * grid.height)
+    n = np.bincount(flat[inside], minlength=grid.width * grid.height)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (total / n).reshape(grid.height, grid.width).astype(np.float32)
+    z = interpolate_fill(z, ~np.isfinite(z))
+    return GroundSurface(grid, nearest_fill(z))
+
+
+def plane_residual(z: F32, valid: BoolArray, window: int) -> F32:
+    """RMS residual of a least-squares plane fitted to the valid cells of each ``window`` x ``window``
+    neighbourhood (NaN where fewer than 4 cells are valid). Roof facets fit planes; tree crowns,
+    domed and patchy, do not."""
+    h, w = z.shape
+    wt = valid.astype(np.float64)
+    zz = np.where(valid, z, 0.0).astype(np.float64)
+    zz -= float(zz[valid].mean()) if valid.any() else 0.0
+    zz = np.where(valid, zz, 0.0)
+
+    def box(a: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(cv2.boxFilter(a, -1, (window, window), normalize=False, borderType=cv2.BORDER_CONSTANT), dtype=np.float64)
+
+    # Cell indices centred on the grid keep the sums well conditioned.
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    uu -= w / 2.0
+    vv -= h / 2.0
+    s_w, s_u, s_v = box(wt), box(wt * uu), box(wt * vv)
+    s_uu, s_uv, s_vv = box(wt * uu * uu), box(wt * uu * vv), box(wt * vv * vv)
+    s_z, s_uz, s_vz, s_zz = box(zz), box(zz * uu), box(zz * vv), box(zz * zz)
+    M = np.stack([np.stack([s_w, s_u, s_v], -1), np.stack([s_u, s_uu, s_uv], -1), np.stack([s_v, s_uv, s_vv], -1)], -2)
+    r = np.stack([s_z, s_uz, s_vz], -1)
+    ok = s_w >= 4
+    M[~ok] = np.eye(3)
+    M[..., 1, 1] += 1e-3  # a tiny ridge: cells in one line give a slope-free fit, not a singular system
+    M[..., 2, 2] += 1e-3
+    p = np.linalg.solve(M, r[..., None])[..., 0]
+    res = np.maximum(s_zz - np.einsum("...i,...i->...", p, r), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(res / np.maximum(s_w, 1.0))
+    return np.where(ok & valid, rms, np.nan).astype(np.float32)
+
+
+def building_points(xyz: FloatArray, ground: BoolArray, surface: GroundSurface, opts: BuildingOptions) -> BoolArray:
+    """Non-ground points on large, smooth regions well above the ground surface."""
+    hag = xyz[:, 2] - surface.sample(xyz[:, 0], xyz[:, 1])
+    cand = ~ground & (hag > opts.min_height)
+    out = np.zeros(len(xyz), dtype=bool)
+    if cand.sum() < 3:
+        return out
+    grid = _grid_for(xyz, opts.cell)
+    window = Window(0, 0, grid.width, grid.height)
+    flat, _ = cell_index(grid, window, xyz[:, 0], xyz[:, 1])
+    size = grid.width * grid.height
+    n = np.bincount(flat[cand], minlength=size)
+    zsum = np.bincount(flat[cand], weights=xyz[cand, 2], minlength=size)
+    occupied = (n > 0).reshape(grid.height, grid.width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zc = np.where(n > 0, zsum / np.maximum(n, 1), np.nan).reshape(grid.height, grid.width).astype(np.float32)
+    # Close one-cell gaps so a roof is one region.
+    region = ndimage.binary_closing(occupied, structure=np.ones((3, 3), bool), iterations=1) | occupied
+    labels, count = ndimage.label(region, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return out
+    rough = plane_residual(zc, occupied, opts.plane_window)
+    idx = np.arange(1, count + 1)
+    # Roughness inside the footprint: the rim holds wall points (tall buildings, oblique views).
+    interior = ndimage.binary_erosion(region, structure=np.ones((3, 3), bool), iterations=2)
+    occ_labels = np.where(occupied & interior & np.isfinite(rough), labels, 0)
+    area = np.asarray(ndimage.sum(occupied, labels, idx)) * opts.cell**2
+    inner_cells = np.asarray(ndimage.sum(occ_labels > 0, labels, idx))
+    rough_med = np.where(inner_cells >= 4, np.asarray(ndimage.median(np.nan_to_num(rough), occ_labels, idx), dtype=np.float64), np.inf)
+    is_building = np.zeros(count + 1, dtype=bool)
+    is_building[1:] = (area >= opts.min_area) & (rough_med <= opts.max_roughness)
+    point_label = labels.ravel()[flat]
+    out = cand & is_building[point_label]
+    return out
+
+
+def below_ground(xyz: FloatArray, surface: GroundSurface, threshold: float, scalar: float) -> BoolArray:
+    """Points below the ground surface by more than the ground test allows (``threshold`` +
+    ``scalar`` x local slope): mismatches that nothing can stand on, ASPRS low noise."""
+    zs = surface.sample(xyz[:, 0], xyz[:, 1])
+    s = GroundSurface(surface.grid, surface.slope()).sample(xyz[:, 0], xyz[:, 1])
+    return (xyz[:, 2] - zs) < -(threshold + scalar * s)
+
+
+def classify(xyz: FloatArray, ground: BoolArray, buildings: BoolArray, low: BoolArray | None = None) -> NDArray[np.uint8]:
+    """ASPRS class codes from the ground, building and low-noise masks."""
+    cls = np.full(len(xyz), UNCLASSIFIED, dtype=np.uint8)
+    cls[ground] = GROUND
+    cls[buildings & ~ground] = BUILDING
+    if low is not None:
+        cls[low & ~ground] = LOW_NOISE
+    return cls

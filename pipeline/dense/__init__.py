@@ -1,0 +1,1 @@
+"""Dense reconstruction kernels: neighbour views, rectified stereo, consistency, fusion, tiles."""
