@@ -1,0 +1,149 @@
+"""Per-image preparation (one Dask task per image).
+
+Decodes the image once, at the working scale (about one image pixel per
+ortho pixel; JPEG DCT reduction when the ortho is coarser than the images),
+and caches it as a raw .npy so tile tasks read only the crops they need
+(memory-mapped). Also caches the image reduced to the blending grid, measures
+its sharpness, and samples it on the flight-level seam grid: which seam cells
+it sees (in frame, not occluded by the DSM), its view cost there and its colour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from drone_io.image_pixels import exact_reduction, read_image_rgb
+from models.errors import InputError
+from models.raster import GridSpec
+from pipeline.ortho.dsm import HeightRange, heights_on_grid
+from pipeline.ortho.geometry import LocalProjector, inside_image
+from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
+from pipeline.ortho.select import sharpness, view_cost
+from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible
+from pipeline.workspace import Workspace
+
+U8 = NDArray[np.uint8]
+F32 = NDArray[np.float32]
+
+
+def load_height_range(ws: Workspace, plan: OrthoPlan) -> HeightRange:
+    data = ws.load_ortho_arrays(Path(plan.height_range))
+    g = data["grid"]
+    grid = GridSpec(plan.grid.crs, float(g[0]), float(g[1]), float(g[2]), int(g[3]), int(g[4]))
+    return HeightRange(grid, data["z_min"], data["z_max"])
+
+
+def working_scale(view: ImageView, plan: OrthoPlan, ground_z: float) -> float:
+    """Image scale (<= 1) at which one image pixel is about one ortho pixel at nadir."""
+    height = float(view.center[2]) - ground_z
+    if height <= 0:
+        return 1.0
+    image_gsd = height / view.camera.focal_px
+    return float(min(1.0, image_gsd / plan.grid.resolution))
+
+
+def _resize(img: U8, width: int, height: int) -> U8:
+    if img.shape[1] == width and img.shape[0] == height:
+        return img
+    return np.asarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
+def sample_image(img: NDArray[Any], u: F32, v: F32, interpolation: int = cv2.INTER_LINEAR) -> F32:
+    """Colours (n, 3) of an in-memory image at 1-D pixel coordinates (pixel-centre convention)."""
+    n = u.shape[0]
+    if n == 0:
+        return np.zeros((0, 3), np.float32)
+    cols = 4096
+    rows = -(-n // cols)
+    mu = np.full(rows * cols, -1.0, np.float32)
+    mv = np.full(rows * cols, -1.0, np.float32)
+    mu[:n] = u
+    mv[:n] = v
+    out = cv2.remap(img, mu.reshape(rows, cols), mv.reshape(rows, cols), interpolation, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out.reshape(rows * cols, -1)[:n], dtype=np.float32)
+
+
+def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
+    """Dask task: cache the image's pixels and sample it on the seam grid; returns the filled view."""
+    cam = view.camera
+    ground = plan.dsm.fill_height
+    scale = working_scale(view, plan, ground)
+    reduce = exact_reduction(cam.width, cam.height, int(math.floor(1.0 / scale + 1e-6)))
+    img = read_image_rgb(Path(view.path), reduce)
+    if img.shape[1] * reduce != cam.width or img.shape[0] * reduce != cam.height:
+        raise InputError(
+            f"image {view.path} decodes to {img.shape[1] * reduce}x{img.shape[0] * reduce} px but its camera "
+            f"model says {cam.width}x{cam.height}; rerun from ingest so the models match the files"
+        )
+    work_w = max(1, int(round(cam.width * scale)))
+    work_h = max(1, int(round(cam.height * scale)))
+    work = _resize(img, work_w, work_h)
+    del img
+    f = plan.params.low_factor
+    low_w, low_h = max(1, int(round(work_w / f))), max(1, int(round(work_h / f)))
+    low = _resize(work, low_w, low_h)
+    work_path = ws.ortho_image_cache_path(view.name, "work")
+    low_path = ws.ortho_image_cache_path(view.name, "low")
+    ws.save_ortho_array(work_path, work)
+    ws.save_ortho_array(low_path, low)
+    sharp = sharpness(work)
+
+    # -- samples on the seam grid -------------------------------------------------------
+    sg = plan.seam_grid
+    win = window_covering(sg, view.footprint)
+    seam_path = ws.ortho_seam_data_path(view.name)
+    filled = dataclasses.replace(
+        view,
+        work_cache=str(work_path),
+        work_size=(work_w, work_h),
+        low_cache=str(low_path),
+        low_size=(low_w, low_h),
+        sharpness=sharp,
+        seam_data=str(seam_path),
+        seam_window=win,
+    )
+    if win.width == 0 or win.height == 0:
+        ws.save_ortho_arrays(seam_path, valid=np.zeros((0, 0), bool), cost=np.zeros((0, 0), np.float32), rgb=np.zeros((0, 0, 3), np.uint8))
+        return filled
+    seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
+    seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
+    seam_img = _resize(work, seam_w, seam_h)
+    seam_cam = view.camera_at((seam_w, seam_h))
+    hr = load_height_range(ws, plan)
+    region = window_bounds(sg, win)
+    z_lo, z_hi = hr.range_in(region, ground)
+    occ_win = window_covering(sg, occluder_bounds(region, view.center, z_lo, z_hi))
+    z_occ = heights_on_grid(plan.dsm, sg, occ_win)
+    xs_o, ys_o = sg.cell_centers(occ_win)
+    x_mid, y_mid = 0.5 * (region[0] + region[2]), 0.5 * (region[1] + region[3])
+    origin = np.array([x_mid, y_mid, ground])
+    proj = LocalProjector(seam_cam, view.pose, origin)
+    tol = plan.params.occlusion_tolerance_m
+    reach = max(1, int(math.ceil(max(z_hi - z_lo, 0.0) / sg.resolution)) + 1)
+    occ = occluders_from_grid(
+        (xs_o - x_mid).astype(np.float32), (ys_o - y_mid).astype(np.float32), (z_occ - ground).astype(np.float32),
+        sg.resolution, tol, reach,
+    )
+    zbuf = build_zbuffer(proj, occ)
+    inner = win.relative_to(occ_win)
+    z = z_occ[inner.slices]
+    xs, ys = sg.cell_centers(win)
+    X = np.broadcast_to((xs - x_mid).astype(np.float32)[None, :], z.shape)
+    Y = np.broadcast_to((ys - y_mid).astype(np.float32)[:, None], z.shape)
+    Z = (z - ground).astype(np.float32)
+    u, v, d, ok = proj.project(X, Y, Z)
+    valid = ok & inside_image(u, v, seam_w, seam_h, 0.5) & visible(zbuf, u, v, d, seam_cam.focal_px, tol)
+    cost = view_cost(proj.center_local, cam.focal_px, X, Y, Z, plan.gsd_m, plan.params.view)
+    rgb = np.zeros(z.shape + (3,), np.uint8)
+    if valid.any():
+        cols = sample_image(seam_img, u[valid], v[valid])
+        rgb[valid] = np.clip(np.rint(cols), 0, 255).astype(np.uint8)
+    ws.save_ortho_arrays(seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb)
+    return filled

@@ -1,0 +1,157 @@
+"""Occlusion against the DSM with a per-image z-buffer.
+
+The DSM cells that can hide something (cells standing above their
+surroundings, plus vertical "wall columns" at height jumps so that walls are
+solid) are projected into the image and splatted into a coarse depth buffer,
+keeping the nearest depth per buffer cell. A ground sample is visible when
+its own depth is not behind the buffer's depth at its pixel by more than a
+tolerance. The buffer cell is a little larger than the projected spacing of
+the occluder samples, so a roof leaves no gaps through which the ground
+behind it would wrongly show: walls never smear onto the ground.
+
+Occluders of a point Q lie on the segment from Q toward the camera while the
+ray is below the highest surface, so only the DSM between a region and the
+camera matters (:func:`occluder_bounds`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline.ortho.geometry import LocalProjector
+
+F32 = NDArray[np.float32]
+BoolArray = NDArray[np.bool_]
+
+
+def occluder_bounds(
+    region: tuple[float, float, float, float], camera_center: NDArray[np.float64], z_min: float, z_max: float
+) -> tuple[float, float, float, float]:
+    """Bounding box (x0, y0, x1, y1) of every DSM cell that can hide part of ``region`` from a camera.
+
+    A ray from a ground point at height >= z_min rises toward the camera
+    centre and clears z_max after the fraction s_max = (z_max - z_min) / (Cz -
+    z_min) of its horizontal run; the occluders lie within that run.
+    """
+    x0, y0, x1, y1 = region
+    cz = float(camera_center[2])
+    if cz <= z_max:
+        s_max = 1.0
+    else:
+        s_max = max(0.0, (z_max - z_min) / max(cz - z_min, 1e-6))
+    cx, cy = float(camera_center[0]), float(camera_center[1])
+    xs = [x0, x1, x0 + s_max * (cx - x0), x1 + s_max * (cx - x1)]
+    ys = [y0, y1, y0 + s_max * (cy - y0), y1 + s_max * (cy - y1)]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+@dataclass(frozen=True, eq=False)
+class Occluders:
+    """DSM samples that can hide something, in a local frame (float32, 1-D)."""
+
+    x: F32
+    y: F32
+    z: F32
+    spacing: float  # horizontal sample spacing (m)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def _block_min(z: F32, block: int) -> F32:
+    """A conservative local minimum: min over blocks, spread to the 3x3 neighbouring blocks."""
+    h, w = z.shape
+    bh, bw = -(-h // block), -(-w // block)
+    pad = np.full((bh * block, bw * block), np.inf, np.float32)
+    pad[:h, :w] = z
+    mins = pad.reshape(bh, block, bw, block).min(axis=(1, 3))
+    mins = cv2.erode(mins, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return np.asarray(np.repeat(np.repeat(mins, block, 0), block, 1)[:h, :w], dtype=np.float32)
+
+
+def occluders_from_grid(
+    xs: F32, ys: F32, z: F32, spacing: float, tolerance_m: float, reach_cells: int, max_wall_levels: int = 24
+) -> Occluders:
+    """Occluder samples from heights ``z`` on a grid with cell centres ``xs`` (per column), ``ys`` (per row).
+
+    A cell is kept when it stands more than ``tolerance_m`` above the lowest
+    cell within about ``reach_cells``: only such cells can hide a point
+    nearby. Cells at height jumps also get a column of samples down to the
+    foot of the jump, so that a wall seen from the side is solid.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    tol = np.float32(tolerance_m)
+    low = _block_min(z, max(1, int(reach_cells)))
+    keep = z > low + tol
+    rows, cols = np.nonzero(keep)
+    px = [xs[cols].astype(np.float32)]
+    py = [ys[rows].astype(np.float32)]
+    pz = [z[rows, cols]]
+    foot = cv2.erode(z, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    jump = (z - foot)[rows, cols]
+    wall = jump > tol
+    if wall.any():
+        wr, wc, wj, wz = rows[wall], cols[wall], jump[wall], z[rows, cols][wall]
+        levels = int(min(max_wall_levels, max(2, np.ceil(float(wj.max()) / max(spacing, 1e-3)))))
+        for k in range(1, levels):
+            f = np.float32(k / levels)
+            px.append(xs[wc].astype(np.float32))
+            py.append(ys[wr].astype(np.float32))
+            pz.append(wz - f * wj)
+    return Occluders(np.concatenate(px), np.concatenate(py), np.concatenate(pz), float(spacing))
+
+
+@dataclass(frozen=True, eq=False)
+class ZBuffer:
+    """Nearest occluder depth per buffer cell of ``cell`` image pixels."""
+
+    depth: F32  # (rows, cols), +inf where nothing was splatted
+    cell: float
+
+    def lookup(self, u: F32, v: F32) -> F32:
+        h, w = self.depth.shape
+        iu = np.floor(u / np.float32(self.cell)).astype(np.int64)
+        iv = np.floor(v / np.float32(self.cell)).astype(np.int64)
+        ok = (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
+        out = np.full(u.shape, np.inf, np.float32)
+        out[ok] = self.depth[iv[ok], iu[ok]]
+        return out
+
+
+def build_zbuffer(proj: LocalProjector, occ: Occluders, cell_scale: float = 1.6) -> ZBuffer:
+    """Splat occluders into a depth buffer over the image of ``proj.camera``.
+
+    The buffer cell is ``cell_scale`` times the largest projected spacing of
+    the occluder samples (from the nearest one), so that no gap opens between them.
+    """
+    cam = proj.camera
+    if len(occ) == 0:
+        return ZBuffer(np.full((1, 1), np.inf, np.float32), float(max(cam.width, cam.height)))
+    u, v, d, ok = proj.project(occ.x, occ.y, occ.z)
+    if not ok.any():
+        return ZBuffer(np.full((1, 1), np.inf, np.float32), float(max(cam.width, cam.height)))
+    d_min = float(d[ok].min())
+    cell = max(1.0, cell_scale * occ.spacing * cam.focal_px / max(d_min, 1e-3))
+    w = int(np.ceil(cam.width / cell)) + 1
+    h = int(np.ceil(cam.height / cell)) + 1
+    iu = np.floor(u / np.float32(cell)).astype(np.int64)
+    iv = np.floor(v / np.float32(cell)).astype(np.int64)
+    sel = ok & (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
+    buf = np.full(h * w, np.inf, np.float32)
+    np.minimum.at(buf, iv[sel] * w + iu[sel], d[sel])
+    return ZBuffer(buf.reshape(h, w), cell)
+
+
+def visible(zbuf: ZBuffer, u: F32, v: F32, depth: F32, focal_px: float, tolerance_m: float) -> BoolArray:
+    """Whether samples at pixels (u, v) with ``depth`` are in front of the z-buffer.
+
+    The tolerance grows with the ground size of a buffer cell, so a tilted
+    surface is not hidden by its own neighbours.
+    """
+    nearest = zbuf.lookup(u, v)
+    slack = np.float32(tolerance_m) + depth * np.float32(zbuf.cell / focal_px)
+    return depth <= nearest + slack
