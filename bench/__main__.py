@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARKS: list[str] = []
+BENCHMARKS: list[str] = ["ingest"]
 
 
 def main(argv: list[str]) -> int:

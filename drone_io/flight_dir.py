@@ -21,6 +21,8 @@ class FlightFiles:
     logs: tuple[Path, ...]
     gcp_file: Path | None
     geo_txt: Path | None
+    # Files in the image folder that are not images by suffix (listed, not read).
+    ignored: tuple[Path, ...] = ()
 
 
 def scan_flight(flight_dir: Path) -> FlightFiles:
@@ -32,11 +34,17 @@ def scan_flight(flight_dir: Path) -> FlightFiles:
         raise InputError(f"{root} is not a folder; pass the folder that holds the images")
     image_dir = root / "images" if (root / "images").is_dir() else root
     images: list[tuple[str, Path]] = []
+    ignored: list[Path] = []
+    known = {"gcp_list.txt", "geo.txt"}
     for p in sorted(image_dir.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
-            continue
         rel = p.relative_to(image_dir)
+        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
         if rel.parts and rel.parts[0] in ("logs", "work"):
+            continue
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            if not (image_dir == root and len(rel.parts) == 1 and p.name in known):
+                ignored.append(p)
             continue
         images.append((rel.as_posix(), p))
     if not images:
@@ -55,4 +63,5 @@ def scan_flight(flight_dir: Path) -> FlightFiles:
         logs=logs,
         gcp_file=gcp if gcp.is_file() else None,
         geo_txt=geo if geo.is_file() else None,
+        ignored=tuple(ignored),
     )

@@ -82,25 +82,98 @@ def parse_crs(spec: str) -> pyproj.CRS:
     return _crs_from_user_input(text)
 
 
+def check_crs_spec(spec: str) -> None:
+    """Fail fast on an unusable ``--crs`` value, before any image is read."""
+    if spec.strip().lower() == "auto":
+        return
+    crs = parse_crs(spec)
+    if not (crs.is_projected or crs.is_geographic):
+        raise CRSError(
+            f"CRS '{spec}' ({crs.name}) is neither projected nor geographic; "
+            "choose a projected EPSG code, a geographic one, or 'auto'"
+        )
+
+
+def _is_cgcs2000(crs: pyproj.CRS) -> bool:
+    datum = (crs.datum.name if crs.datum else "").lower()
+    return "china geodetic coordinate system 2000" in datum or "china 2000" in datum or crs.to_epsg() == 4490
+
+
+def _metric_counterpart(crs: pyproj.CRS, lon: float, lat: float) -> pyproj.CRS:
+    """The projected metre CRS that stands in for a geographic (or non-metre) one."""
+    if _is_cgcs2000(crs):
+        return parse_crs(f"EPSG:{cgcs2000_gk3_epsg(lon)}")
+    return parse_crs(f"EPSG:{utm_epsg(lon, lat)}")
+
+
+def _horizontal_unit(crs: pyproj.CRS) -> str:
+    axes = crs.axis_info
+    return axes[0].unit_name if axes else ""
+
+
 def resolve_working_crs(spec: str, lon: float, lat: float) -> pyproj.CRS:
-    """The projected CRS to work in, from a user spec ('auto', 'EPSG:N', ...) and the flight centre."""
+    """The projected metre CRS to work in, from a user spec ('auto', 'EPSG:N', ...) and the flight centre.
+
+    - ``auto``: the WGS84 UTM zone of the flight centre.
+    - a projected CRS in metres (EPSG:32649, EPSG:4547, a compound projected +
+      vertical CRS, a PROJ string): itself.
+    - a geographic CRS: the matching projected one; CGCS2000 (EPSG:4490) gives
+      its 3-degree Gauss-Krueger zone (EPSG:4534-4554), others the UTM zone.
+    - a projected CRS in feet: the same stand-in (the frame must be metric);
+      :func:`working_crs_note` says so for the logs and the report.
+    """
     if spec.strip().lower() == "auto":
         return parse_crs(f"EPSG:{utm_epsg(lon, lat)}")
     crs = parse_crs(spec)
     if crs.is_projected:
-        return crs
+        if _horizontal_unit(crs) in ("metre", "meter"):
+            return crs
+        return _metric_counterpart(crs, lon, lat)
     if crs.is_geographic:
-        datum = (crs.datum.name if crs.datum else "").lower()
-        if "china geodetic coordinate system 2000" in datum or crs.to_epsg() == 4490:
-            return parse_crs(f"EPSG:{cgcs2000_gk3_epsg(lon)}")
-        return parse_crs(f"EPSG:{utm_epsg(lon, lat)}")
-    raise CRSError(f"CRS '{spec}' is neither projected nor geographic; choose a projected EPSG code")
+        return _metric_counterpart(crs, lon, lat)
+    raise CRSError(f"CRS '{spec}' ({crs.name}) is neither projected nor geographic; choose a projected EPSG code")
+
+
+def working_crs_note(spec: str, working: pyproj.CRS) -> str | None:
+    """Why the working CRS differs from the one asked for, or None when it does not."""
+    if spec.strip().lower() == "auto":
+        return f"auto: the flight's UTM zone {crs_label(working)}"
+    asked = parse_crs(spec)
+    if asked == working:
+        return None
+    if asked.is_geographic:
+        return f"{spec} is geographic; working in its projected counterpart {crs_label(working)} ({working.name})"
+    return (
+        f"{spec} is in {_horizontal_unit(asked)}; working in the metre CRS {crs_label(working)} "
+        f"({working.name})"
+    )
+
+
+def vertical_reference(crs: pyproj.CRS, image_heights: HeightRef) -> str:
+    """What heights in the working frame are measured from.
+
+    A compound CRS with a vertical part names its vertical datum (orthometric).
+    Otherwise heights are those of the images: EXIF GPSAltitude is defined
+    above sea level, so 'orthometric' is nominal (consumer GNSS writes EGM96
+    heights; RTK receivers may write ellipsoidal ones).
+    """
+    if crs.is_compound:
+        for sub in crs.sub_crs_list:
+            if sub.is_vertical:
+                return f"orthometric ({sub.name})"
+    return image_heights.value
 
 
 def crs_label(crs: pyproj.CRS) -> str:
-    """'EPSG:N' when the CRS has one, else its WKT."""
+    """'EPSG:N' (or 'EPSG:H+V' for a compound CRS) when the CRS has codes, else its WKT."""
     code = crs.to_epsg()
-    return f"EPSG:{code}" if code is not None else crs.to_wkt()
+    if code is not None:
+        return f"EPSG:{code}"
+    if crs.is_compound:
+        codes = [sub.to_epsg() for sub in crs.sub_crs_list]
+        if all(c is not None for c in codes):
+            return "EPSG:" + "+".join(str(c) for c in codes)
+    return crs.to_wkt()
 
 
 @lru_cache(maxsize=64)

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.errors import InputError
 from models.geo import HeightRef
 
 
@@ -65,6 +66,22 @@ class ImageRecord:
     # Sensor width (mm) derived from EXIF FocalPlaneXResolution, when the camera writes it.
     sensor_width_mm: float | None = None
     orientation: int = 1  # EXIF orientation tag (1 = upright)
+    # Course over ground (degrees clockwise from true north) from EXIF GPSTrack, when written.
+    course_deg: float | None = None
+    # File format as sniffed from its bytes: 'jpeg', 'tiff' or 'dng'.
+    file_format: str = "jpeg"
+    # Things worth telling the user that did not stop the read (no EXIF, no GPS, resized copy...).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def has_position(self) -> bool:
+        """Whether the image carries a usable horizontal position."""
+        return self.gps is not None and self.position_source != PositionSource.NONE
+
+    @property
+    def bare_name(self) -> str:
+        """The file name without its sub-folder (how gcp_list.txt and geo.txt refer to images)."""
+        return self.name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -74,3 +91,45 @@ class SkippedItem:
     item: str  # file name or record id
     reason: str  # short machine-friendly reason code, e.g. "corrupt_jpeg"
     message: str  # full human message naming the file and the fix
+
+
+class ImageIndex:
+    """Resolve the image references of GCP files and geo.txt to :attr:`ImageRecord.name`.
+
+    Records are named by their path relative to the image folder, so two files
+    called ``DJI_0001.JPG`` in different sub-folders are both kept. A reference
+    may be that relative path, or the bare file name when it is unique; a bare
+    name shared by two images is ambiguous and an error naming both paths.
+    """
+
+    def __init__(self, names: list[str] | tuple[str, ...]) -> None:
+        self._names = frozenset(names)
+        by_bare: dict[str, list[str]] = {}
+        for n in names:
+            by_bare.setdefault(n.rsplit("/", 1)[-1], []).append(n)
+        self._by_bare = {k: tuple(sorted(v)) for k, v in by_bare.items()}
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, str) and self.lookup(ref) is not None
+
+    def lookup(self, ref: str) -> str | None:
+        """The record name for ``ref``, None when no image matches; raises when ambiguous."""
+        ref = ref.strip().replace("\\", "/")
+        if ref in self._names:
+            return ref
+        if "/" in ref:
+            folded = [n for n in self._names if n.lower() == ref.lower()]
+            return folded[0] if len(folded) == 1 else None
+        matches = self._by_bare.get(ref, ())
+        if not matches:  # a GCP tool may change the case of the name (DJI_0001.JPG vs dji_0001.jpg)
+            matches = tuple(n for k, v in self._by_bare.items() if k.lower() == ref.lower() for n in v)
+        if len(matches) > 1:
+            raise InputError(
+                f"image name '{ref}' is ambiguous: it matches {' and '.join(matches)}; "
+                "refer to the image by its path relative to the image folder, or rename one of the files"
+            )
+        return matches[0] if matches else None
+
+    def ambiguous(self) -> dict[str, tuple[str, ...]]:
+        """Bare names shared by more than one image, with their paths."""
+        return {k: v for k, v in self._by_bare.items() if len(v) > 1}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
+
 from models.camera import CameraModel
 from models.image import ImageRecord
 
 # Sensor widths (mm) of common survey cameras, keyed by lower-case "make model".
-# Used when an image lacks FocalLengthIn35mmFilm and FocalPlaneXResolution.
+# Used when an image lacks FocalPlaneXResolution and FocalLengthIn35mmFilm.
 SENSOR_WIDTH_MM: dict[str, float] = {
     "dji fc300s": 6.17,
     "dji fc300x": 6.17,
@@ -51,17 +53,33 @@ def sensor_width_for(make: str, model: str) -> float | None:
     return SENSOR_WIDTH_MM.get(model.strip().lower())
 
 
-def focal_px_estimate(rec: ImageRecord) -> tuple[float, str]:
-    """Initial focal length in pixels and how it was found."""
+class FocalSource(str, enum.Enum):
+    """Where an initial focal length came from, best first."""
+
+    FOCAL_PLANE = "exif_focal_plane_resolution"  # EXIF FocalLength and FocalPlaneXResolution
+    FOCAL_35MM = "exif_focal_35mm"  # EXIF FocalLengthIn35mmFilm (35 mm frame 36 mm wide)
+    SENSOR_TABLE = "sensor_width_table"  # EXIF FocalLength and SENSOR_WIDTH_MM
+    DEFAULT = "default"  # nothing known: DEFAULT_FOCAL_RATIO
+
+
+def focal_px_estimate(rec: ImageRecord) -> tuple[float, FocalSource]:
+    """Initial focal length in pixels and how it was found.
+
+    EXIF first: FocalLength over the sensor width that FocalPlaneXResolution
+    implies, else FocalLengthIn35mmFilm over the 36 mm frame width (the
+    OpenSfM/ODM convention), scaled to the long side of the pixels actually
+    stored. The sensor-width table is the fallback for cameras that write
+    neither; a typical drone focal ratio is the last resort.
+    """
     long_side = max(rec.width, rec.height)
     if rec.focal_length_mm and rec.sensor_width_mm:
-        return rec.focal_length_mm / rec.sensor_width_mm * long_side, "focal_plane_resolution"
+        return rec.focal_length_mm / rec.sensor_width_mm * long_side, FocalSource.FOCAL_PLANE
+    if rec.focal_length_35mm:
+        return rec.focal_length_35mm / 36.0 * long_side, FocalSource.FOCAL_35MM
     width_mm = sensor_width_for(rec.make, rec.model)
     if rec.focal_length_mm and width_mm:
-        return rec.focal_length_mm / width_mm * long_side, "sensor_table"
-    if rec.focal_length_35mm:
-        return rec.focal_length_35mm / 36.0 * long_side, "focal_35mm"
-    return DEFAULT_FOCAL_RATIO * long_side, "default"
+        return rec.focal_length_mm / width_mm * long_side, FocalSource.SENSOR_TABLE
+    return DEFAULT_FOCAL_RATIO * long_side, FocalSource.DEFAULT
 
 
 def initial_camera(rec: ImageRecord) -> CameraModel:
@@ -78,3 +96,16 @@ def initial_camera(rec: ImageRecord) -> CameraModel:
         make=rec.make,
         model=rec.model,
     )
+
+
+def build_cameras(records: list[ImageRecord] | tuple[ImageRecord, ...]) -> dict[str, CameraModel]:
+    """One initial camera per distinct camera id (make, model, pixel size, focal length).
+
+    The first image of each camera (in name order) defines it; all images of
+    one id share make, model, size and focal length by construction.
+    """
+    cameras: dict[str, CameraModel] = {}
+    for rec in sorted(records, key=lambda r: r.name):
+        if rec.camera_id not in cameras:
+            cameras[rec.camera_id] = initial_camera(rec)
+    return cameras

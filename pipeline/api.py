@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.geo import check_crs_spec
 from pipeline.config import Config, Preset, load_config, with_inputs
 from pipeline.runner import RunOptions, RunSummary, run_pipeline
 from pipeline.stages import STAGES
@@ -53,6 +54,7 @@ def run_flight(request: RunRequest) -> RunSummary:
     from pipeline.cli import add_file_log
 
     cfg = build_config(request)
+    check_crs_spec(cfg.inputs.crs)  # fail before the cluster starts
     ws = Workspace(Path(request.out_dir))
     ws.ensure(Path(request.flight_dir))
     handler = add_file_log(ws.log_path)

@@ -37,7 +37,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     console.setFormatter(logging.Formatter(_LOG_FORMAT, "%H:%M:%S"))
     root.addHandler(console)
     root.setLevel(logging.DEBUG)
-    for noisy in ("distributed", "tornado", "asyncio", "rasterio", "fiona", "PIL", "matplotlib", "numba"):
+    for noisy in ("distributed", "tornado", "asyncio", "rasterio", "fiona", "PIL", "matplotlib", "numba", "exifread"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -85,7 +85,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from pipeline.inspect import format_inspect, inspect_flight
 
-    report = inspect_flight(Path(args.flight_dir), crs=args.crs)
+    report = inspect_flight(
+        Path(args.flight_dir),
+        crs=args.crs,
+        output=Path(args.output) if args.output else None,
+        gcp_file=Path(args.gcp) if args.gcp else None,
+        ground_height_m=args.ground_height,
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -147,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("flight_dir", metavar="FLIGHT_DIR")
     insp.add_argument("--json", action="store_true", help="machine-readable output")
     insp.add_argument("--crs", default="auto", help="CRS used for areas and distances")
+    insp.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to write cameras.geojson: a file, or a folder (default ./cameras.geojson; "
+        "never inside the flight folder)",
+    )
+    insp.add_argument("--gcp", metavar="FILE", help="GCP file to check (default FLIGHT_DIR/gcp_list.txt)")
+    insp.add_argument(
+        "--ground-height",
+        type=float,
+        metavar="M",
+        help="ground height in the images' height reference (default: RelativeAltitude or image motion)",
+    )
     insp.set_defaults(handler=cmd_inspect)
 
     li = sub.add_parser("log-info", help="summarise a flight log (ULog, DataFlash, tlog, SRT, CSV, GPX, MRK)")

@@ -95,6 +95,12 @@ class IngestConfig:
     clock_offset_s: float | None = None
     # Longest gap between log fixes that interpolation may bridge (s).
     max_interpolation_gap_s: float = 5.0
+    # Ground height of the site (m, in the images' height reference); None finds it from
+    # DJI RelativeAltitude, else from image motion. Used for footprints, GSD and overlap.
+    ground_height_m: float | None = None
+    # Estimate the ground height from image motion when no image carries RelativeAltitude
+    # (decodes a few 1/4-size previews, about a second).
+    ground_from_image_motion: bool = True
 
 
 @dataclass(frozen=True)
