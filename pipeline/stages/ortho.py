@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -69,7 +70,21 @@ def _same_crs(a: str, b: str) -> bool:
         return a == b
 
 
-def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
+@dataclass(frozen=True, eq=False)
+class FlightPlan:
+    """Everything the tile tasks need, after the per-image and flight-level steps."""
+
+    plan: OrthoPlan
+    views: list[ImageView]
+    jobs: list[tuple[Window, list[ImageView]]]  # tiles with their candidate images
+    empty: list[Window]  # tiles no image reaches
+    registered: int
+    skipped: list[SkippedItem]
+    seconds: dict[str, float]
+
+
+def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
+    """Plan the grids, prepare every image (Dask), balance exposure and solve the seams."""
     oc = cfg.ortho
     t0 = time.perf_counter()
     if not ws.reconstruction_exists():
@@ -127,56 +142,72 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     empty: list[Window] = []
     for w in grid.tiles(oc.tile_size):
         cands = flight.tile_candidates(grid, w, margin, views)
-        (jobs.append((w, cands)) if cands else empty.append(w))
-    results = map_tasks(
-        client, _tile_task, jobs, plan, ws, label="ortho-tile",
-        item_names=[f"r{w.row_off}c{w.col_off}" for w, _ in jobs],
-    )
-    t_tiles = time.perf_counter()
+        if cands:
+            jobs.append((w, cands))
+        else:
+            empty.append(w)
+    seconds = {"plan": t_plan - t0, "prepare_images": t_prep - t_plan, "seams_and_exposure": t_seam - t_prep}
+    return FlightPlan(plan, views, jobs, empty, len(rec.images), skipped, seconds)
 
+
+def render_tiles(ws: Workspace, fp: FlightPlan, client: Client) -> list[TileResult]:
+    """One Dask task per tile; each writes its tile file and returns its path and figures."""
+    return map_tasks(
+        client, _tile_task, fp.jobs, fp.plan, ws, label="ortho-tile",
+        item_names=[f"r{w.row_off}c{w.col_off}" for w, _ in fp.jobs],
+    )
+
+
+def write_orthophoto(ws: Workspace, oc: OrthoConfig, fp: FlightPlan, results: list[TileResult]) -> None:
+    """Stream the tile files into the COG (the mosaic is never whole in memory), then the preview."""
     with TiledRasterWriter(
-        ws.orthophoto_path, grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality,
+        ws.orthophoto_path, fp.plan.grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality
     ) as writer:
         for r in results:
             data = ws.load_ortho_arrays(Path(r.path))
             writer.write(r.window, data["rgb"], data["mask"])
-        for w in empty:
+        for w in fp.empty:
             writer.write(w, np.zeros((3, w.height, w.width), np.uint8), np.zeros((w.height, w.width), bool))
     write_preview(ws, oc.preview_size_px)
-    t_cog = time.perf_counter()
+
+
+def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
+    oc = cfg.ortho
+    fp = prepare_flight(ws, cfg, client)
+    t0 = time.perf_counter()
+    results = render_tiles(ws, fp, client)
+    t1 = time.perf_counter()
+    write_orthophoto(ws, oc, fp, results)
+    t2 = time.perf_counter()
     ws.clear_ortho_scratch(keep_images=oc.keep_image_cache)
 
+    grid = fp.plan.grid
     covered = sum(r.covered for r in results)
     used = sorted({i for r in results for i in r.images})
     total_px = grid.width * grid.height
+    seconds = dict(fp.seconds, tiles=t1 - t0, cog_and_preview=t2 - t1)
     figures = {
         "ortho": {
-            "gsd_m": res,
-            "flight_gsd_m": geo.gsd_m,
+            "gsd_m": grid.resolution,
+            "flight_gsd_m": fp.plan.gsd_m,
             "size_px": [grid.width, grid.height],
             "megapixels": round(total_px / 1e6, 3),
             "coverage_fraction": round(covered / total_px, 6) if total_px else 0.0,
             "images_used": len(used),
-            "images_registered": len(rec.images),
+            "images_registered": fp.registered,
             "occluded_fill_px": sum(r.occluded_fill for r in results),
-            "tiles": len(jobs),
-            "seam_cell_m": seam_grid.resolution,
-            "crs": rec.crs,
+            "tiles": len(fp.jobs),
+            "seam_cell_m": fp.plan.seam_grid.resolution,
+            "crs": grid.crs,
             "bounds": list(grid.bounds),
             "compression": oc.compression.value,
-            "gain_range": [min(min(v.gain) for v in views), max(max(v.gain) for v in views)],
-            "seconds": {
-                "plan": round(t_plan - t0, 3),
-                "prepare_images": round(t_prep - t_plan, 3),
-                "seams_and_exposure": round(t_seam - t_prep, 3),
-                "tiles": round(t_tiles - t_seam, 3),
-                "cog_and_preview": round(t_cog - t_tiles, 3),
-            },
+            "gain_range": [min(min(v.gain) for v in fp.views), max(max(v.gain) for v in fp.views)],
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
         }
     }
-    for s in skipped:
+    for s in fp.skipped:
         logger.warning("ortho: %s", s.message)
-    return StageReport(figures=figures, outputs=(ws.orthophoto_path, ws.orthophoto_preview_path), skipped=tuple(skipped))
+    return StageReport(figures=figures, outputs=(ws.orthophoto_path, ws.orthophoto_preview_path), skipped=tuple(fp.skipped))
 
 
 def _tile_task(job: tuple[Window, list[ImageView]], plan: OrthoPlan, ws: Workspace) -> TileResult:
