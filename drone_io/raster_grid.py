@@ -71,17 +71,24 @@ def write_png(path: Path, bands: NDArray[np.uint8]) -> None:
 
 
 def read_band_window(path: Path, window: Window, out_shape: tuple[int, int] | None = None) -> NDArray[np.float32]:
-    """Band 1 over a window (boundless), as float32 with NaN where the raster has no data.
+    """Band 1 over a window that may reach past the raster, as float32 with NaN where there is no data.
 
     With ``out_shape`` the window is read decimated (average of the valid
     cells, served from overviews where the file has them).
     """
     with rasterio.open(path) as ds:
-        rw = RioWindow(window.col_off, window.row_off, window.width, window.height)
-        shape = out_shape if out_shape is not None else (window.height, window.width)
-        kwargs: dict[str, Any] = {}
         if out_shape is not None:
-            kwargs["resampling"] = Resampling.average
-        data = ds.read(1, window=rw, out_shape=shape, boundless=True, masked=True, **kwargs)
-        arr = np.ma.filled(data.astype(np.float32), np.nan)
-        return np.asarray(arr, dtype=np.float32)
+            rw = RioWindow(window.col_off, window.row_off, window.width, window.height)
+            data = ds.read(1, window=rw, out_shape=out_shape, boundless=True, masked=True, resampling=Resampling.average)
+            return np.asarray(np.ma.filled(data.astype(np.float32), np.nan), dtype=np.float32)
+        out = np.full((window.height, window.width), np.nan, np.float32)
+        c0, r0 = max(0, window.col_off), max(0, window.row_off)
+        c1 = min(ds.width, window.col_off + window.width)
+        r1 = min(ds.height, window.row_off + window.height)
+        if c1 <= c0 or r1 <= r0:
+            return out
+        data = ds.read(1, window=RioWindow(c0, r0, c1 - c0, r1 - r0), masked=True)
+        out[r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off] = np.ma.filled(
+            data.astype(np.float32), np.nan
+        )
+        return out

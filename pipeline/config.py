@@ -214,6 +214,12 @@ class OrthoConfig:
     # Height step (m) in the DSM above which a cell takes the nearest DSM height rather than a
     # bilinear ramp down the wall (keeps building edges crisp).
     dsm_edge_step_m: float = 1.0
+    # Occlusion is tested against the DSM max-pooled to cells of about this many ortho pixels
+    # (coarser is faster and more conservative: a little more ground is taken from other images).
+    occlusion_cell_px: float = 2.0
+    # Ground that no image sees unoccluded (behind a building at the edge of the flight) takes the
+    # smooth colour of the ground around it instead of showing the wall that hides it.
+    fill_occluded: bool = True
     # Gaussian sigma (ortho pixels) over which brightness and colour cross a seam.
     blend_sigma_px: float = 24.0
     # Ortho pixels per cell of the coarse grid used for the low band of the blend.

@@ -15,7 +15,7 @@ from pipeline.ortho.exposure import overlap_stats, solve_gains
 from pipeline.ortho.geometry import LocalProjector, footprint_bounds, inside_image, scaled_camera
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
 from pipeline.ortho.select import ViewWeights, best_view, blur_penalties, view_cost
-from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible
+from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
 
 CAM = CameraModel("c", 640, 480, 500.0, 502.0, 321.3, 238.1, k1=-0.12, k2=0.03, p1=0.001, p2=-0.0007, k3=0.002)
 UTM = np.array([512_345.0, 4_123_456.0, 0.0])
@@ -79,8 +79,8 @@ def test_zbuffer_hides_the_ground_behind_a_box_and_keeps_the_rest() -> None:
     xs, ys, z = _box_scene()
     pose = Pose.from_center(world_to_camera_from_gimbal(0.0, -90.0), np.array([-10.0, 0.0, 40.0]))
     proj = LocalProjector(CAM, pose, np.zeros(3))
-    occ = occluders_from_grid(xs, ys, z, 0.25, 0.5, reach_cells=80)
-    zb = build_zbuffer(proj, occ)
+    occ = occluders_from_grid(xs, ys, z, 0.25, 0.5, floor=np.zeros_like(z))
+    zb = build_zbuffer(proj, occ, zbuffer_cell(0.25, CAM.focal_px, 30.0))
     # Ground behind the box (seen from x=-10, h=40): shadow from x=6 to 6 + 10*16/30 = 11.3 m.
     probe_x = np.array([7.0, 9.0, 10.5, 13.0, -5.0, -1.0, 3.0], np.float32)
     probe_z = np.array([0, 0, 0, 0, 0, 0, 10.0], np.float32)
@@ -203,7 +203,7 @@ def test_low_band_crosses_a_seam_smoothly() -> None:
     labels = np.zeros((h, w), np.int32)
     labels[:, w // 2 :] = 1
     valid = np.ones((h, w), bool)
-    d0, d1 = low_band_corrections([dark, light], [valid, valid], labels, sigma=3.0)
+    (d0, d1), _ = low_band_corrections([dark, light], [valid, valid], labels, sigma=3.0)
     out = np.where(labels[..., None] == 0, dark + d0, light + d1)[10, :, 0]
     assert np.abs(np.diff(out)).max() < 10.0  # the 40-level step is spread out
     assert abs(out[0] - 80.0) < 2.0 and abs(out[-1] - 120.0) < 2.0  # far from the seam, untouched
@@ -219,5 +219,5 @@ def test_low_band_ignores_occluded_samples() -> None:
     labels = np.zeros((h, w), np.int32)
     labels[:, 20:] = 1
     labels[:, 25:] = 0
-    d0, d1 = low_band_corrections([a, b], [np.ones((h, w), bool), valid_b], labels, sigma=3.0)
+    (d0, d1), _ = low_band_corrections([a, b], [np.ones((h, w), bool), valid_b], labels, sigma=3.0)
     assert np.abs(d0).max() < 1e-3 and np.abs(d1).max() < 1e-3

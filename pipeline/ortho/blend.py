@@ -44,17 +44,19 @@ def normalized_blur(values: F32, valid: BoolArray, sigma: float) -> tuple[F32, F
 
 def low_band_corrections(
     low: list[F32], valid: list[BoolArray], labels: NDArray[np.int32], sigma: float
-) -> list[F32]:
-    """Per-image correction fields (h, w, 3) on the coarse grid.
+) -> tuple[list[F32], F32]:
+    """Per-image correction fields (h, w, 3) on the coarse grid, and the blended low band.
 
     ``low[j]`` are image j's coarse colour samples (h, w, 3), ``valid[j]`` where
     they exist, ``labels`` which image each coarse cell belongs to (index into
     the lists, -1 for none), ``sigma`` the transition width in coarse cells.
+    The blended low band is extended over cells no image sees (nearest value),
+    to fill ground hidden from every image.
     """
     n = len(low)
-    if n == 0:
-        return []
     h, w = labels.shape
+    if n == 0:
+        return [], np.zeros((h, w, 3), np.float32)
     acc = np.zeros((h, w, 3), np.float32)
     wsum = np.zeros((h, w), np.float32)
     weights = []
@@ -81,4 +83,8 @@ def low_band_corrections(
             ch = np.where(ok, smooth[..., c], np.nan).astype(np.float32)
             filled[..., c] = fill_nearest(ch, 0.0)
         out.append(filled)
-    return out
+    smooth_all, den_all = normalized_blur(np.where(covered[..., None], blended, 0.0).astype(np.float32), covered, max(1.0, 0.5 * sigma))
+    fill = np.empty_like(smooth_all)
+    for c in range(3):
+        fill[..., c] = fill_nearest(np.where(den_all > 1e-3, smooth_all[..., c], np.nan).astype(np.float32), 0.0)
+    return out, fill

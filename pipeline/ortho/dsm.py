@@ -57,57 +57,107 @@ def fill_nearest(z: F32, fill: float) -> F32:
     return np.asarray(z[tuple(idx)], dtype=np.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class DsmWindow:
+    """A block of the DSM in memory, holes filled: sample it on any grid without more reads."""
+
+    grid: GridSpec  # the block's own grid (a window of the DSM grid)
+    z: F32
+
+    @classmethod
+    def read(cls, dsm: DsmSource, window: Window) -> "DsmWindow":
+        z = fill_nearest(read_band_window(Path(dsm.path), window), dsm.fill_height)
+        g = dsm.grid
+        grid = GridSpec(g.crs, g.x_min + window.col_off * g.resolution, g.y_max - window.row_off * g.resolution, g.resolution, window.width, window.height)
+        return cls(grid, z)
+
+    @classmethod
+    def covering(cls, dsm: DsmSource, bounds: tuple[float, float, float, float], pad: int = 3, align: int = 1) -> "DsmWindow":
+        """The DSM block (not clipped: holes past the edge are filled) covering ``bounds`` plus ``pad`` cells.
+
+        With ``align`` the block starts and ends on multiples of ``align`` cells of the DSM grid,
+        so that pooling it gives the same coarse cells whichever tile reads it.
+        """
+        g = dsm.grid
+        c0 = int(math.floor((bounds[0] - g.x_min) / g.resolution)) - pad
+        c1 = int(math.ceil((bounds[2] - g.x_min) / g.resolution)) + pad
+        r0 = int(math.floor((g.y_max - bounds[3]) / g.resolution)) - pad
+        r1 = int(math.ceil((g.y_max - bounds[1]) / g.resolution)) + pad
+        a = max(1, align)
+        c0, r0 = c0 - c0 % a, r0 - r0 % a
+        c1, r1 = c1 + (-c1) % a, r1 + (-r1) % a
+        return cls.read(dsm, Window(c0, r0, max(a, c1 - c0), max(a, r1 - r0)))
+
+    def max_pooled(self, factor: int) -> "DsmWindow":
+        """Highest height per block of ``factor`` x ``factor`` cells (conservative for occlusion)."""
+        if factor <= 1:
+            return self
+        h, w = self.z.shape
+        bh, bw = -(-h // factor), -(-w // factor)
+        pad = np.full((bh * factor, bw * factor), -np.inf, np.float32)
+        pad[:h, :w] = self.z
+        z = pad.reshape(bh, factor, bw, factor).max(axis=(1, 3))
+        g = self.grid
+        return DsmWindow(GridSpec(g.crs, g.x_min, g.y_max, g.resolution * factor, bw, bh), z.astype(np.float32))
+
+    def sample(self, grid: GridSpec, window: Window, step_m: float | None = None) -> F32:
+        """Heights at the cell centres of ``window`` of ``grid`` (bilinear, clamped at the block's edge).
+
+        With ``step_m``, cells whose bilinear support spans a height step larger
+        than ``step_m`` take the nearest DSM cell instead: at a wall, bilinear
+        heights form a ramp that is no real surface and would project onto the
+        wall in the images, so a cell is either roof or ground and building
+        edges stay crisp.
+        """
+        xs, ys = grid.cell_centers(window)
+        col, row = self.grid.world_to_cell(xs, ys)
+        map_x = np.ascontiguousarray(np.broadcast_to(col.astype(np.float32)[None, :], (window.height, window.width)))
+        map_y = np.ascontiguousarray(np.broadcast_to(row.astype(np.float32)[:, None], (window.height, window.width)))
+        z = self.z
+        out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if step_m is not None:
+            k = np.ones((2, 2), np.uint8)
+            # step[r, c]: height range of the 2x2 block whose top-left cell is (r, c), the bilinear support.
+            step = cv2.dilate(z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
+                z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
+            )
+            at_step = cv2.remap(step, np.floor(map_x), np.floor(map_y), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > np.float32(step_m)
+            if at_step.any():
+                nearest = cv2.remap(z, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+                out = np.where(at_step, nearest, out)
+        return np.asarray(out, dtype=np.float32)
+
+
 def heights_on_grid(dsm: DsmSource, grid: GridSpec, window: Window, step_m: float | None = None) -> F32:
-    """DSM heights at the cell centres of ``window`` of ``grid`` (bilinear; holes filled by nearest).
+    """DSM heights at the cell centres of ``window`` of ``grid`` (see :meth:`DsmWindow.sample`).
 
-    With ``step_m``, cells whose bilinear support spans a height step larger
-    than ``step_m`` take the nearest DSM cell instead (no ramps down walls).
-
-    When the target cells are much coarser than the DSM's, the DSM is first
-    read decimated (cell averages), so memory follows the target's size.
+    When the target cells are much coarser than the DSM's, the DSM is read
+    decimated (cell averages), so memory follows the target's size.
     """
     src = dsm.grid
-    xs, ys = grid.cell_centers(window)
-    col, row = src.world_to_cell(xs, ys)
-    c0 = int(math.floor(col.min())) - 2
-    c1 = int(math.ceil(col.max())) + 3
-    r0 = int(math.floor(row.min())) - 2
-    r1 = int(math.ceil(row.max())) + 3
     decim = max(1, int(grid.resolution / src.resolution) // 2)
-    if decim > 1:
-        c0 -= c0 % decim
-        r0 -= r0 % decim
-        c1 += (-c1) % decim
-        r1 += (-r1) % decim
-        out_shape = ((r1 - r0) // decim, (c1 - c0) // decim)
-        z = read_band_window(Path(dsm.path), Window(c0, r0, c1 - c0, r1 - r0), out_shape=out_shape)
-        # Coarse cell k covers fine cells [k*decim, (k+1)*decim): centre (k + 0.5) * decim - 0.5.
-        mx = (col - c0 + 0.5) / decim - 0.5
-        my = (row - r0 + 0.5) / decim - 0.5
-    else:
-        z = read_band_window(Path(dsm.path), Window(c0, r0, c1 - c0, r1 - r0))
-        mx = col - c0
-        my = row - r0
-    z = fill_nearest(z, dsm.fill_height)
-    map_x = np.ascontiguousarray(np.broadcast_to(mx.astype(np.float32)[None, :], (window.height, window.width)))
-    map_y = np.ascontiguousarray(np.broadcast_to(my.astype(np.float32)[:, None], (window.height, window.width)))
-    out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if step_m is not None:
-        # At a height step (a wall), bilinear heights form a ramp that is no real surface and
-        # would project onto the wall in the images; there the nearest cell is taken instead,
-        # so a cell is either roof or ground and building edges stay crisp.
-        k = np.ones((2, 2), np.uint8)
-        step = cv2.dilate(z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
-            z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
-        )
-        # step[r, c] = range of the 2x2 block whose top-left cell is (r, c): the bilinear support.
-        fx = np.floor(map_x)
-        fy = np.floor(map_y)
-        at_step = cv2.remap(step, fx, fy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > np.float32(step_m)
-        if at_step.any():
-            nearest = cv2.remap(z, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-            out = np.where(at_step, nearest, out)
-    return np.asarray(out, dtype=np.float32)
+    bounds = _window_bounds(grid, window)
+    if decim <= 1:
+        return DsmWindow.covering(dsm, bounds).sample(grid, window, step_m)
+    g = src
+    c0 = int(math.floor((bounds[0] - g.x_min) / g.resolution)) - 2 * decim
+    c1 = int(math.ceil((bounds[2] - g.x_min) / g.resolution)) + 2 * decim
+    r0 = int(math.floor((g.y_max - bounds[3]) / g.resolution)) - 2 * decim
+    r1 = int(math.ceil((g.y_max - bounds[1]) / g.resolution)) + 2 * decim
+    c0 -= c0 % decim
+    r0 -= r0 % decim
+    c1 += (-c1) % decim
+    r1 += (-r1) % decim
+    out_shape = ((r1 - r0) // decim, (c1 - c0) // decim)
+    z = fill_nearest(read_band_window(Path(dsm.path), Window(c0, r0, c1 - c0, r1 - r0), out_shape=out_shape), dsm.fill_height)
+    coarse = GridSpec(g.crs, g.x_min + c0 * g.resolution, g.y_max - r0 * g.resolution, g.resolution * decim, out_shape[1], out_shape[0])
+    return DsmWindow(coarse, z).sample(grid, window, step_m)
+
+
+def _window_bounds(grid: GridSpec, window: Window) -> tuple[float, float, float, float]:
+    x0 = grid.x_min + window.col_off * grid.resolution
+    y1 = grid.y_max - window.row_off * grid.resolution
+    return (x0, y1 - window.height * grid.resolution, x0 + window.width * grid.resolution, y1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,6 +186,19 @@ class HeightRange:
         if lo.size == 0:
             return fill, fill
         return float(lo.min()), float(hi.max())
+
+
+def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float64], fill: float) -> F32:
+    """The lowest DSM height within about one coarse cell of each (xs per column, ys per row) point.
+
+    Taken from the flight-wide coarse grid, so it is the same whichever tile asks.
+    """
+    zmin = np.where(np.isfinite(hr.z_min), hr.z_min, np.float32(fill)).astype(np.float32)
+    low = cv2.erode(zmin, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    col, row = hr.grid.world_to_cell(xs, ys)
+    c = np.clip(np.rint(col).astype(np.int64), 0, hr.grid.width - 1)
+    r = np.clip(np.rint(row).astype(np.int64), 0, hr.grid.height - 1)
+    return np.asarray(low[np.ix_(r, c)], dtype=np.float32)
 
 
 def height_range(dsm: DsmSource, cells_per_block: int = 32, read_size: int = 2048) -> HeightRange:

@@ -36,6 +36,7 @@ class FlightGeometry:
     gsd_m: float  # median height above ground / focal length (px)
     footprints: dict[str, tuple[float, float, float, float]]
     bounds: tuple[float, float, float, float]  # union of the footprints, within the DSM
+    z_range: tuple[float, float]  # lowest and highest DSM height
 
 
 def flight_geometry(rec: Reconstruction, dsm: DsmSource, hr: HeightRange) -> FlightGeometry:
@@ -71,7 +72,7 @@ def flight_geometry(rec: Reconstruction, dsm: DsmSource, hr: HeightRange) -> Fli
     bounds = (max(fx0, left), max(fy0, bottom), min(fx1, right), min(fy1, top))
     if bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
         raise ReconstructionError("the images' footprints do not overlap the DSM; check the DSM's CRS and extent")
-    return FlightGeometry(gsd, footprints, bounds)
+    return FlightGeometry(gsd, footprints, bounds, (z_lo, z_hi))
 
 
 def seam_grid_for(crs: str, bounds: tuple[float, float, float, float], ortho_res: float, gsd: float, cell_gsd: float, max_cells: int) -> GridSpec:
@@ -148,13 +149,17 @@ def solve_seams(
     return labels
 
 
-def image_views(rec: Reconstruction, paths: dict[str, Path], footprints: dict[str, tuple[float, float, float, float]]) -> list[ImageView]:
+def image_views(
+    rec: Reconstruction, paths: dict[str, Path], footprints: dict[str, tuple[float, float, float, float]], z_max: float
+) -> list[ImageView]:
+    """The images the ortho can use, indexed in name order; ``z_max`` is the DSM's highest point."""
     views: list[ImageView] = []
     for name in sorted(rec.images):
         if name not in footprints or name not in paths:
             continue
         img = rec.images[name]
-        views.append(ImageView(len(views), name, str(paths[name]), rec.cameras[img.camera_id], img.pose, footprints[name]))
+        min_depth = max(1.0, 0.8 * (float(img.pose.center[2]) - z_max))
+        views.append(ImageView(len(views), name, str(paths[name]), rec.cameras[img.camera_id], img.pose, footprints[name], min_depth))
     return views
 
 

@@ -11,7 +11,7 @@ magnitudes do not eat the float32 mantissa (the error stays far below
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,9 +77,11 @@ class LocalProjector:
     camera: CameraModel
     pose: Pose
     origin: FloatArray  # (3,) world coordinates of the local frame's origin
+    _r2max: np.float32 = field(init=False, repr=False, default=np.float32(0.0))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "origin", np.asarray(self.origin, dtype=np.float64).reshape(3))
+        object.__setattr__(self, "_r2max", np.float32(max_normalized_radius2(self.camera)))
 
     @property
     def rotation32(self) -> F32:
@@ -121,7 +123,7 @@ class LocalProjector:
         cam = self.camera
         r2 = xc * xc
         r2 += yc * yc
-        ok = front & (r2 < np.float32(max_normalized_radius2(cam)))
+        ok = front & (r2 < self._r2max)
         if cam.has_distortion:
             k1, k2, k3 = np.float32(cam.k1), np.float32(cam.k2), np.float32(cam.k3)
             p1, p2 = np.float32(cam.p1), np.float32(cam.p2)

@@ -27,6 +27,10 @@ class OrthoParams:
     occlusion_tolerance_m: float = 0.5
     # Height step (m) in the DSM above which cells take the nearest DSM height, not a bilinear ramp.
     edge_step_m: float = 1.0
+    # Occluder sampling: the DSM is max-pooled to about this many ortho pixels per occluder cell.
+    occlusion_cell_px: float = 2.0
+    # Fill ground that no image sees (hidden behind buildings) with the smooth colour around it.
+    fill_occluded: bool = True
     # OpenCV interpolation flag used to sample the images.
     interpolation: int = 1
     # Weights of the per-cell view cost.
@@ -47,6 +51,7 @@ class ImageView:
     camera: CameraModel  # full resolution
     pose: Pose
     footprint: tuple[float, float, float, float]  # ground bounds (x0, y0, x1, y1) it can see
+    min_depth: float = 1.0  # nearest depth (m) of any DSM point in view: sets the z-buffer cell
     # Filled by the preparation task:
     work_cache: str = ""  # decoded image at the working scale (.npy, RGB)
     work_size: tuple[int, int] = (0, 0)  # (width, height) of the working image
@@ -86,6 +91,7 @@ class OrthoPlan:
     height_range: str  # .npz of the coarse DSM min/max (pipeline.ortho.dsm.HeightRange)
     labels: str  # .npy seam labels on seam_grid (image index, -1 for none)
     params: OrthoParams
+    occluder_pool: int = 1  # DSM cells per occluder cell (max-pooled), fixed for the flight
 
 
 def bounds_intersect(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:

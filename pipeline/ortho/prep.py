@@ -22,11 +22,11 @@ from numpy.typing import NDArray
 from drone_io.image_pixels import exact_reduction, read_image_rgb
 from models.errors import InputError
 from models.raster import GridSpec
-from pipeline.ortho.dsm import HeightRange, heights_on_grid
+from pipeline.ortho.dsm import HeightRange, floor_heights, heights_on_grid
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
 from pipeline.ortho.select import sharpness, view_cost
-from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible
+from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
 from pipeline.workspace import Workspace
 
 U8 = NDArray[np.uint8]
@@ -126,12 +126,12 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     origin = np.array([x_mid, y_mid, ground])
     proj = LocalProjector(seam_cam, view.pose, origin)
     tol = plan.params.occlusion_tolerance_m
-    reach = max(1, int(math.ceil(max(z_hi - z_lo, 0.0) / sg.resolution)) + 1)
+    floor = floor_heights(hr, xs_o, ys_o, ground)
     occ = occluders_from_grid(
         (xs_o - x_mid).astype(np.float32), (ys_o - y_mid).astype(np.float32), (z_occ - ground).astype(np.float32),
-        sg.resolution, tol, reach,
+        sg.resolution, tol, floor - np.float32(ground),
     )
-    zbuf = build_zbuffer(proj, occ)
+    zbuf = build_zbuffer(proj, occ, zbuffer_cell(sg.resolution, seam_cam.focal_px, view.min_depth))
     inner = win.relative_to(occ_win)
     z = z_occ[inner.slices]
     xs, ys = sg.cell_centers(win)

@@ -30,14 +30,21 @@ from numpy.typing import NDArray
 
 from models.raster import GridSpec, Window
 from pipeline.ortho.blend import low_band_corrections
-from pipeline.ortho.dsm import fill_nearest, heights_on_grid
+from pipeline.ortho.dsm import DsmWindow, floor_heights
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, bounds_intersect, window_bounds, window_covering
 from pipeline.ortho.prep import load_height_range, sample_image
 from pipeline.ortho.select import view_cost
-from pipeline.ortho.visibility import Occluders, ZBuffer, build_zbuffer, occluder_bounds, occluders_from_grid, visible
+from pipeline.ortho.visibility import (
+    Occluders,
+    ZBuffer,
+    build_zbuffer,
+    occluder_bounds,
+    occluders_from_grid,
+    visible,
+    zbuffer_cell,
+)
 from pipeline.workspace import Workspace
-from drone_io.raster_grid import read_band_window
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
@@ -77,7 +84,8 @@ class _View:
             occ = self._occ
             x0, y0, x1, y1 = self._occ_bounds
             sel = (occ.x >= x0) & (occ.x <= x1) & (occ.y >= y0) & (occ.y <= y1)
-            self._zbuf = build_zbuffer(self.proj, Occluders(occ.x[sel], occ.y[sel], occ.z[sel], occ.spacing))
+            cell = zbuffer_cell(occ.spacing, self.cam.focal_px, self.view.min_depth)
+            self._zbuf = build_zbuffer(self.proj, Occluders(occ.x[sel], occ.y[sel], occ.z[sel], occ.spacing), cell)
         return self._zbuf
 
     def see(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, BoolArray]:
@@ -138,13 +146,20 @@ def _assign(
     z: F32,
     views: dict[int, _View],
     plan: OrthoPlan,
-) -> tuple[NDArray[np.int32], dict[int, tuple[I64, F32, F32]], int]:
+) -> tuple[NDArray[np.int32], dict[int, tuple[I64, F32, F32]], BoolArray]:
     """Final image per point (flat arrays): the seam label where it sees the point, else the best that does.
 
-    Returns (final labels, per image: (point indices, u, v), occluded_fill count).
+    Points the labelled image cannot see try the other candidates in order of
+    their view cost at that point (so the choice depends on the point alone,
+    not on the tile), testing visibility only as far as needed. Points no
+    candidate sees unoccluded take the cheapest candidate that has them in
+    frame, and are flagged ``occluded``.
+
+    Returns (final labels, per image: (point indices, u, v), occluded flags).
     """
     n = labels.shape[0]
     final = np.full(n, -1, np.int32)
+    occluded = np.zeros(n, bool)
     picks: dict[int, list[tuple[I64, F32, F32]]] = {}
     counts = np.bincount(labels + 1, minlength=1)
     for k in (int(i) for i in np.nonzero(counts[1:])[0]):
@@ -156,39 +171,49 @@ def _assign(
         final[idx[good]] = k
         picks.setdefault(k, []).append((idx[good], u[good], v[good]))
     pending = np.flatnonzero(final < 0)
-    occluded_fill = 0
     if pending.size and views:
+        keys = sorted(views)
+        m = pending.size
         px, py, pz = x[pending], y[pending], z[pending]
-        best = np.full(pending.size, np.inf, np.float32)
-        best_any = np.full(pending.size, np.inf, np.float32)
-        who = np.full(pending.size, -1, np.int32)
-        who_any = np.full(pending.size, -1, np.int32)
-        uv: dict[int, tuple[F32, F32]] = {}
-        for k, view in views.items():
-            u, v, frame, vis = view.see(px, py, pz)
-            if not frame.any():
-                continue
-            uv[k] = (u, v)
-            c = view.cost(px, py, pz, plan.gsd_m, plan)
-            better = vis & (c < best)
-            best[better] = c[better]
-            who[better] = k
-            better_any = frame & (c < best_any)
-            best_any[better_any] = c[better_any]
-            who_any[better_any] = k
-        fill = (who < 0) & (who_any >= 0)
-        occluded_fill = int(fill.sum())
-        who = np.where(fill, who_any, who)
-        for k in (int(i) for i in np.unique(who[who >= 0])):
-            sel = who == k
-            final[pending[sel]] = k
-            u, v = uv[k]
-            picks.setdefault(k, []).append((pending[sel], u[sel], v[sel]))
+        cost = np.full((len(keys), m), np.inf, np.float32)
+        projected = []
+        for i, k in enumerate(keys):
+            view = views[k]
+            u, v, d, ok = view.proj.project(px, py, pz)
+            frame = ok & inside_image(u, v, view.cam.width, view.cam.height, 0.5)
+            if frame.any():
+                cost[i, frame] = view.cost(px[frame], py[frame], pz[frame], plan.gsd_m, plan)
+            projected.append((u, v, d))
+        order = np.argsort(cost, axis=0, kind="stable")
+        cols = np.arange(m)
+        left = np.ones(m, bool)
+        for rank in range(len(keys)):
+            cand = order[rank]
+            active = left & np.isfinite(cost[cand, cols])
+            if not active.any():
+                break
+            for i in (int(j) for j in np.unique(cand[active])):
+                sel = np.flatnonzero(active & (cand == i))
+                u, v, d = projected[i]
+                view = views[keys[i]]
+                vis = visible(view.zbuf(), u[sel], v[sel], d[sel], view.cam.focal_px, view.tol)
+                take = sel[vis]
+                final[pending[take]] = keys[i]
+                picks.setdefault(keys[i], []).append((pending[take], u[take], v[take]))
+                left[take] = False
+        best = order[0]
+        rest = np.flatnonzero(left & np.isfinite(cost[best, cols]))
+        for i in (int(j) for j in np.unique(best[rest])):
+            take = rest[best[rest] == i]
+            u, v, _ = projected[i]
+            final[pending[take]] = keys[i]
+            occluded[pending[take]] = True
+            picks.setdefault(keys[i], []).append((pending[take], u[take], v[take]))
     merged = {
         k: (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
         for k, parts in picks.items()
     }
-    return final, merged, occluded_fill
+    return final, merged, occluded
 
 
 def _local_grid(grid: GridSpec, window: Window, origin: NDArray[np.float64]) -> tuple[F32, F32, NDArray[np.float64], NDArray[np.float64]]:
@@ -210,30 +235,23 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     ground = plan.dsm.fill_height
     tb = window_bounds(grid, window)
     origin = np.array([0.5 * (tb[0] + tb[2]), 0.5 * (tb[1] + tb[3]), ground])
-
     cands = [v for v in views if bounds_intersect(v.footprint, ext_bounds)]
 
-    # -- occluders: DSM cells between the tile (with its blending margin) and the cameras --
+    # -- one DSM read: the tile with its blending margin, and every cell that can hide it --
     hr = load_height_range(ws, plan)
     z_lo, z_hi = hr.range_in(ext_bounds, ground)
     occ_bounds = {v.index: occluder_bounds(ext_bounds, v.center, z_lo, z_hi) for v in cands}
-    if occ_bounds:
-        ob = list(occ_bounds.values())
-        union = (min(b[0] for b in ob), min(b[1] for b in ob), max(b[2] for b in ob), max(b[3] for b in ob))
-    else:
-        union = ext_bounds
-    dsm_grid = plan.dsm.grid
-    dwin = window_covering(dsm_grid, union)
-    if dwin.width > 0 and dwin.height > 0:
-        z_occ = fill_nearest(read_band_window(Path(plan.dsm.path), dwin), ground)
-        dxs, dys = dsm_grid.cell_centers(dwin)
-        reach = max(1, int(math.ceil(max(z_hi - z_lo, 0.0) / dsm_grid.resolution)) + 1)
-        occ = occluders_from_grid(
-            (dxs - origin[0]).astype(np.float32), (dys - origin[1]).astype(np.float32), (z_occ - ground).astype(np.float32),
-            dsm_grid.resolution, p.occlusion_tolerance_m, reach,
-        )
-    else:
-        occ = Occluders(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32), dsm_grid.resolution)
+    boxes = list(occ_bounds.values()) + [ext_bounds]
+    union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    pool = plan.occluder_pool
+    dsm = DsmWindow.covering(plan.dsm, union, pad=2 * pool + 3, align=pool)
+    coarse = dsm.max_pooled(pool)
+    cxs, cys = coarse.grid.cell_centers(Window(0, 0, coarse.grid.width, coarse.grid.height))
+    floor = floor_heights(hr, cxs, cys, ground)
+    occ = occluders_from_grid(
+        (cxs - origin[0]).astype(np.float32), (cys - origin[1]).astype(np.float32), (coarse.z - ground).astype(np.float32),
+        coarse.grid.resolution, p.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
+    )
 
     def local_bounds(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         return (b[0] - origin[0], b[1] - origin[1], b[2] - origin[0], b[3] - origin[1])
@@ -247,15 +265,15 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     # -- full resolution: which image each cell comes from ---------------------------
     h, w = window.height, window.width
     lx, ly, wx, wy = _local_grid(grid, window, origin)
-    zf = (heights_on_grid(plan.dsm, grid, window, p.edge_step_m) - np.float32(ground)).ravel()
+    zf = (dsm.sample(grid, window, p.edge_step_m) - np.float32(ground)).ravel()
     X = np.broadcast_to(lx[None, :], (h, w)).ravel()
     Y = np.broadcast_to(ly[:, None], (h, w)).ravel()
     seam_full = _seam_labels(labels_map, plan.seam_grid, wx, wy).ravel()
-    final, picks, occluded_fill = _assign(seam_full, X, Y, zf, ctx, plan)
+    final, picks, occluded = _assign(seam_full, X, Y, zf, ctx, plan)
 
     # -- coarse grid: the same choice, then the low-band corrections --------------------
     llx, lly, lwx, lwy = _local_grid(low_grid, Window(0, 0, low_w, low_h), origin)
-    zl = (heights_on_grid(plan.dsm, low_grid, Window(0, 0, low_w, low_h), p.edge_step_m) - np.float32(ground)).ravel()
+    zl = (dsm.sample(low_grid, Window(0, 0, low_w, low_h), p.edge_step_m) - np.float32(ground)).ravel()
     LX = np.broadcast_to(llx[None, :], (low_h, low_w)).ravel()
     LY = np.broadcast_to(lly[:, None], (low_h, low_w)).ravel()
     seam_low = _seam_labels(labels_map, plan.seam_grid, lwx, lwy).ravel()
@@ -274,25 +292,30 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     low_lab = np.full(low_final.shape, -1, np.int32)
     for k, i in pos.items():
         low_lab[low_final == k] = i
-    deltas = low_band_corrections(low_cols, low_valid, low_lab.reshape(low_h, low_w), sigma_low)
+    deltas, low_fill = low_band_corrections(low_cols, low_valid, low_lab.reshape(low_h, low_w), sigma_low)
 
     # -- samples + corrections ------------------------------------------------------
     out = np.zeros((h * w, 3), np.float32)
-    rows_in_ext = (np.arange(h) + (window.row_off - ext.row_off) + 0.5) / f - 0.5
-    cols_in_ext = (np.arange(w) + (window.col_off - ext.col_off) + 0.5) / f - 0.5
+    rows_in_ext = ((np.arange(h) + (window.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
+    cols_in_ext = ((np.arange(w) + (window.col_off - ext.col_off) + 0.5) / f - 0.5).astype(np.float32)
     for k, (idx, u, v) in picks.items():
         cols = ctx[k].sample(u, v)
-        r = idx // w
-        c = idx % w
-        corr = _sample_field(deltas[pos[k]], cols_in_ext[c].astype(np.float32), rows_in_ext[r].astype(np.float32))
+        corr = _sample_field(deltas[pos[k]], cols_in_ext[idx % w], rows_in_ext[idx // w])
         out[idx] = cols + corr
     mask = final >= 0
+    n_occluded = int(occluded.sum())
+    if n_occluded and p.fill_occluded:
+        # Ground no image sees (behind a building at the flight's edge): the smooth colour of
+        # the ground around it rather than the wall that hides it. Computed on the coarse grid
+        # with its margin, so it does not depend on where the tile borders fall.
+        idx = np.flatnonzero(occluded)
+        out[idx] = _sample_field(low_fill, cols_in_ext[idx % w], rows_in_ext[idx // w])
     rgb = np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(h, w, 3)
     rgb[~mask.reshape(h, w)] = 0
     path = ws.ortho_tile_path(window.row_off, window.col_off)
     ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb, -1, 0), mask=mask.reshape(h, w))
     used = tuple(sorted(int(k) for k in picks if picks[k][0].size))
-    return TileResult(window, str(path), int(mask.sum()), occluded_fill, used)
+    return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
 
 
 def _sample_field(field: F32, cx: F32, cy: F32) -> F32:

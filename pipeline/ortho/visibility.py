@@ -6,8 +6,10 @@ solid) are projected into the image and splatted into a coarse depth buffer,
 keeping the nearest depth per buffer cell. A ground sample is visible when
 its own depth is not behind the buffer's depth at its pixel by more than a
 tolerance. The buffer cell is a little larger than the projected spacing of
-the occluder samples, so a roof leaves no gaps through which the ground
-behind it would wrongly show: walls never smear onto the ground.
+the occluder samples, and each depth also covers its neighbouring cells, so
+a roof leaves no gaps through which the ground behind it would wrongly show:
+walls never smear onto the ground. The price is a conservative band about
+one buffer cell wide around occluders, which other images fill.
 
 Occluders of a point Q lie on the segment from Q toward the camera while the
 ray is below the highest surface, so only the DSM between a region and the
@@ -62,31 +64,26 @@ class Occluders:
         return int(self.x.shape[0])
 
 
-def _block_min(z: F32, block: int) -> F32:
-    """A conservative local minimum: min over blocks, spread to the 3x3 neighbouring blocks."""
-    h, w = z.shape
-    bh, bw = -(-h // block), -(-w // block)
-    pad = np.full((bh * block, bw * block), np.inf, np.float32)
-    pad[:h, :w] = z
-    mins = pad.reshape(bh, block, bw, block).min(axis=(1, 3))
-    mins = cv2.erode(mins, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    return np.asarray(np.repeat(np.repeat(mins, block, 0), block, 1)[:h, :w], dtype=np.float32)
-
-
 def occluders_from_grid(
-    xs: F32, ys: F32, z: F32, spacing: float, tolerance_m: float, reach_cells: int, max_wall_levels: int = 24
+    xs: F32, ys: F32, z: F32, spacing: float, tolerance_m: float, floor: F32, trim: int = 0, max_wall_levels: int = 24
 ) -> Occluders:
     """Occluder samples from heights ``z`` on a grid with cell centres ``xs`` (per column), ``ys`` (per row).
 
-    A cell is kept when it stands more than ``tolerance_m`` above the lowest
-    cell within about ``reach_cells``: only such cells can hide a point
-    nearby. Cells at height jumps also get a column of samples down to the
-    foot of the jump, so that a wall seen from the side is solid.
+    A cell is kept when it stands more than ``tolerance_m`` above ``floor``,
+    the lowest ground around it: only such cells can hide anything. Cells at
+    a height jump also get a column of samples down to the foot of the jump,
+    so that walls are solid (the far wall of a building is what hides the
+    ground just behind it). ``trim`` border cells are left out: their
+    neighbourhood is cut by the window, and a neighbouring tile sees them whole.
     """
     z = np.asarray(z, dtype=np.float32)
     tol = np.float32(tolerance_m)
-    low = _block_min(z, max(1, int(reach_cells)))
-    keep = z > low + tol
+    keep = z > np.asarray(floor, np.float32) + tol
+    if trim > 0:
+        keep[:trim] = False
+        keep[-trim:] = False
+        keep[:, :trim] = False
+        keep[:, -trim:] = False
     rows, cols = np.nonzero(keep)
     px = [xs[cols].astype(np.float32)]
     py = [ys[rows].astype(np.float32)]
@@ -103,6 +100,14 @@ def occluders_from_grid(
             py.append(ys[wr].astype(np.float32))
             pz.append(wz - f * wj)
     return Occluders(np.concatenate(px), np.concatenate(py), np.concatenate(pz), float(spacing))
+
+
+def zbuffer_cell(spacing: float, focal_px: float, min_depth: float, scale: float = 1.6) -> float:
+    """Z-buffer cell (image pixels): ``scale`` x the projected occluder spacing at the nearest depth.
+
+    A fixed value per image (not per tile), so every tile decides the same way.
+    """
+    return max(1.0, scale * spacing * focal_px / max(min_depth, 1e-3))
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,28 +127,23 @@ class ZBuffer:
         return out
 
 
-def build_zbuffer(proj: LocalProjector, occ: Occluders, cell_scale: float = 1.6) -> ZBuffer:
-    """Splat occluders into a depth buffer over the image of ``proj.camera``.
-
-    The buffer cell is ``cell_scale`` times the largest projected spacing of
-    the occluder samples (from the nearest one), so that no gap opens between them.
-    """
+def build_zbuffer(proj: LocalProjector, occ: Occluders, cell: float) -> ZBuffer:
+    """Splat occluders into a depth buffer of ``cell``-pixel cells over the image of ``proj.camera``."""
     cam = proj.camera
-    if len(occ) == 0:
-        return ZBuffer(np.full((1, 1), np.inf, np.float32), float(max(cam.width, cam.height)))
-    u, v, d, ok = proj.project(occ.x, occ.y, occ.z)
-    if not ok.any():
-        return ZBuffer(np.full((1, 1), np.inf, np.float32), float(max(cam.width, cam.height)))
-    d_min = float(d[ok].min())
-    cell = max(1.0, cell_scale * occ.spacing * cam.focal_px / max(d_min, 1e-3))
     w = int(np.ceil(cam.width / cell)) + 1
     h = int(np.ceil(cam.height / cell)) + 1
-    iu = np.floor(u / np.float32(cell)).astype(np.int64)
-    iv = np.floor(v / np.float32(cell)).astype(np.int64)
-    sel = ok & (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
     buf = np.full(h * w, np.inf, np.float32)
-    np.minimum.at(buf, iv[sel] * w + iu[sel], d[sel])
-    return ZBuffer(buf.reshape(h, w), cell)
+    if len(occ):
+        u, v, d, ok = proj.project(occ.x, occ.y, occ.z)
+        iu = np.floor(u / np.float32(cell)).astype(np.int64)
+        iv = np.floor(v / np.float32(cell)).astype(np.int64)
+        sel = ok & (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
+        np.minimum.at(buf, iv[sel] * w + iu[sel], d[sel])
+    # Spread each depth to the neighbouring cells: an occluder edge then errs toward hiding
+    # (the ground just past a roof edge is taken from another image) rather than letting the
+    # wall's pixels through onto the ground.
+    depth = cv2.erode(buf.reshape(h, w), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+    return ZBuffer(np.asarray(depth, dtype=np.float32), cell)
 
 
 def visible(zbuf: ZBuffer, u: F32, v: F32, depth: F32, focal_px: float, tolerance_m: float) -> BoolArray:

@@ -52,6 +52,8 @@ def params_from_config(oc: OrthoConfig) -> OrthoParams:
         blend_sigma_px=oc.blend_sigma_px,
         occlusion_tolerance_m=oc.occlusion_tolerance_m,
         edge_step_m=oc.dsm_edge_step_m,
+        occlusion_cell_px=oc.occlusion_cell_px,
+        fill_occluded=oc.fill_occluded,
         interpolation=cv2.INTER_CUBIC if oc.interpolation == Interpolation.BICUBIC else cv2.INTER_LINEAR,
         view=ViewWeights(angle=oc.view_angle_weight, gsd=oc.view_gsd_weight, sharpness=oc.view_sharpness_weight),
         seam=SeamWeights(seam=oc.seam_weight, height=oc.seam_height_weight, colour=oc.seam_colour_weight),
@@ -112,14 +114,15 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
             skipped.append(SkippedItem(name, "no_image_file", f"registered image {name} has no ingested file; it is left out of the ortho"))
         elif name not in geo.footprints:
             skipped.append(SkippedItem(name, "no_footprint", f"image {name} does not look at the ground; it is left out of the ortho"))
-    views = flight.image_views(rec, paths, geo.footprints)
+    views = flight.image_views(rec, paths, geo.footprints, geo.z_range[1])
     if not views:
         raise InputError("no registered image has a readable file; run ingest and sfm on this flight first")
     res = oc.gsd_factor * geo.gsd_m
     grid = GridSpec.covering(rec.crs, *geo.bounds, res)
     seam_grid = flight.seam_grid_for(rec.crs, geo.bounds, res, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells)
     params = params_from_config(oc)
-    plan = OrthoPlan(grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params)
+    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
+    plan = OrthoPlan(grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params, pool)
     logger.info(
         "ortho grid %d x %d px at %.4f m (GSD %.4f m), seam grid %d x %d at %.3f m, %d images",
         grid.width, grid.height, res, geo.gsd_m, seam_grid.width, seam_grid.height, seam_grid.resolution, len(views),
