@@ -191,7 +191,7 @@ class OrthoConfig:
     interpolation: Interpolation = Interpolation.BILINEAR
     # Seam-solve cell size as a multiple of the flight GSD (coarser is faster; seams stay smooth
     # because blending hides the cell steps).
-    seam_cell_gsd: float = 12.0
+    seam_cell_gsd: float = 16.0
     # Upper bound on seam-grid cells for the whole flight; the seam cell grows to respect it,
     # which keeps the flight-level seam solve's memory bounded.
     seam_max_cells: int = 4_000_000

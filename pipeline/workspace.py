@@ -337,7 +337,8 @@ class Workspace:
     # -- ortho (scratch of the orthomosaic stage) -------------------------------------
     # work/ortho/images/<image>.<level>.npy  decoded images (level 'work' or 'low'), read by crops
     # work/ortho/seam/<image>.npz            one image's samples on the seam grid
-    # work/ortho/heights.npz                 coarse DSM min/max, labels.npy: flight-level seam labels
+    # work/ortho/heights.npz                 coarse DSM min/max; occluders.npy: max-pooled DSM
+    # work/ortho/labels.npy                  flight-level seam labels
     # work/ortho/tiles/r<row>_c<col>.npz     finished tiles (RGB + mask) until the COG is written
     @property
     def ortho_dir(self) -> Path:
@@ -357,6 +358,10 @@ class Workspace:
     @property
     def ortho_heights_path(self) -> Path:
         return self.ortho_dir / "heights.npz"
+
+    @property
+    def ortho_occluders_path(self) -> Path:
+        return self.ortho_dir / "occluders.npy"
 
     @property
     def ortho_labels_path(self) -> Path:

@@ -78,13 +78,6 @@ def low_band_corrections(
         if not ok.any():
             out.append(np.zeros((h, w, 3), np.float32))
             continue
-        filled = np.empty_like(smooth)
-        for c in range(3):
-            ch = np.where(ok, smooth[..., c], np.nan).astype(np.float32)
-            filled[..., c] = fill_nearest(ch, 0.0)
-        out.append(filled)
+        out.append(fill_nearest(smooth, 0.0, ~ok))
     smooth_all, den_all = normalized_blur(np.where(covered[..., None], blended, 0.0).astype(np.float32), covered, max(1.0, 0.5 * sigma))
-    fill = np.empty_like(smooth_all)
-    for c in range(3):
-        fill[..., c] = fill_nearest(np.where(den_all > 1e-3, smooth_all[..., c], np.nan).astype(np.float32), 0.0)
-    return out, fill
+    return out, fill_nearest(smooth_all, 0.0, ~(den_all > 1e-3))

@@ -46,15 +46,32 @@ class DsmSource:
         return cls(str(path), info.grid, float(np.median(finite)))
 
 
-def fill_nearest(z: F32, fill: float) -> F32:
-    """Replace NaN cells with the nearest valid cell's value (``fill`` when none is valid)."""
-    bad = ~np.isfinite(z)
-    if not bad.any():
+def dsm_overview(dsm: DsmSource, longest: int = 512) -> "HeightRange":
+    """A coarse look at the whole DSM (cell averages, at most ``longest`` cells a side), for planning."""
+    g = dsm.grid
+    factor = max(1, -(-max(g.width, g.height) // longest))
+    shape = (-(-g.height // factor), -(-g.width // factor))
+    z = read_band_window(Path(dsm.path), Window(0, 0, shape[1] * factor, shape[0] * factor), out_shape=shape)
+    grid = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * factor, shape[1], shape[0])
+    return HeightRange(grid, z, z)
+
+
+def fill_nearest(z: F32, fill: float, bad: NDArray[np.bool_] | None = None) -> F32:
+    """Replace NaN cells (or ``bad`` cells) of (h, w[, c]) with the nearest good cell's value.
+
+    ``fill`` is used when no cell is good.
+    """
+    if bad is None:
+        finite = np.isfinite(z) if z.ndim == 2 else np.isfinite(z).all(axis=2)
+        missing = np.asarray(~finite, dtype=bool)
+    else:
+        missing = bad
+    if not missing.any():
         return z
-    if bad.all():
+    if missing.all():
         return np.full_like(z, np.float32(fill))
-    idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
-    return np.asarray(z[tuple(idx)], dtype=np.float32)
+    idx = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
+    return np.asarray(z[idx[0], idx[1]], dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +113,7 @@ class DsmWindow:
         bh, bw = -(-h // factor), -(-w // factor)
         pad = np.full((bh * factor, bw * factor), -np.inf, np.float32)
         pad[:h, :w] = self.z
-        z = pad.reshape(bh, factor, bw, factor).max(axis=(1, 3))
+        z = pad.reshape(bh * factor, bw, factor).max(axis=2).reshape(bh, factor, bw).max(axis=1)
         g = self.grid
         return DsmWindow(GridSpec(g.crs, g.x_min, g.y_max, g.resolution * factor, bw, bh), z.astype(np.float32))
 
@@ -201,30 +218,43 @@ def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float
     return np.asarray(low[np.ix_(r, c)], dtype=np.float32)
 
 
-def height_range(dsm: DsmSource, cells_per_block: int = 32, read_size: int = 2048) -> HeightRange:
-    """Stream the DSM window by window and keep the min/max per block of ``cells_per_block`` cells."""
+def scan_dsm(dsm: DsmSource, pool: int, pooled_out: Path, cells_per_block: int = 32, read_size: int = 2048) -> tuple[HeightRange, GridSpec]:
+    """One streaming pass over the DSM: the coarse min/max grid, and the max-pooled occluder DSM.
+
+    The pooled DSM (highest height per ``pool`` x ``pool`` cells, NaN where no
+    data) is written to ``pooled_out`` as a memory-mapped .npy, so tiles read
+    just their window of it. Memory stays at one read block.
+    """
     g = dsm.grid
     b = max(1, cells_per_block)
+    p = max(1, pool)
     bh, bw = -(-g.height // b), -(-g.width // b)
+    ph, pw = -(-g.height // p), -(-g.width // p)
     zmin = np.full((bh, bw), np.nan, np.float32)
     zmax = np.full((bh, bw), np.nan, np.float32)
-    step = max(b, (read_size // b) * b)
+    pooled = np.lib.format.open_memmap(pooled_out, mode="w+", dtype=np.float32, shape=(ph, pw))
+    lcm = b * p // math.gcd(b, p)
+    step = max(lcm, (read_size // lcm) * lcm)
     for r0 in range(0, g.height, step):
         for c0 in range(0, g.width, step):
             h = min(step, g.height - r0)
             w = min(step, g.width - c0)
             z = read_band_window(Path(dsm.path), Window(c0, r0, w, h))
-            ph, pw = -(-h // b) * b, -(-w // b) * b
-            pad = np.full((ph, pw), np.nan, np.float32)
-            pad[:h, :w] = z
-            blocks = pad.reshape(ph // b, b, pw // b, b)
-            finite = np.isfinite(blocks)
-            lo = np.where(finite, blocks, np.inf).min(axis=(1, 3))
-            hi = np.where(finite, blocks, -np.inf).max(axis=(1, 3))
-            lo[~np.isfinite(lo)] = np.nan
-            hi[~np.isfinite(hi)] = np.nan
-            rb, cb = r0 // b, c0 // b
-            zmin[rb : rb + lo.shape[0], cb : cb + lo.shape[1]] = lo
-            zmax[rb : rb + hi.shape[0], cb : cb + hi.shape[1]] = hi
+            for size, lo_out, hi_out in ((b, zmin, zmax), (p, None, pooled)):
+                hh, ww = -(-h // size) * size, -(-w // size) * size
+                pad = np.full((hh, ww), np.nan, np.float32)
+                pad[:h, :w] = z
+                finite = np.isfinite(pad)
+                hi = np.where(finite, pad, -np.inf).reshape(hh, ww // size, size).max(axis=2).reshape(hh // size, size, ww // size).max(axis=1)
+                hi[~np.isfinite(hi)] = np.nan
+                rb, cb = r0 // size, c0 // size
+                hi_out[rb : rb + hi.shape[0], cb : cb + hi.shape[1]] = hi
+                if lo_out is not None:
+                    lo = np.where(finite, pad, np.inf).reshape(hh, ww // size, size).min(axis=2).reshape(hh // size, size, ww // size).min(axis=1)
+                    lo[~np.isfinite(lo)] = np.nan
+                    lo_out[rb : rb + lo.shape[0], cb : cb + lo.shape[1]] = lo
+    pooled.flush()
+    del pooled
     coarse = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * b, bw, bh)
-    return HeightRange(coarse, zmin, zmax)
+    pooled_grid = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * p, pw, ph)
+    return HeightRange(coarse, zmin, zmax), pooled_grid

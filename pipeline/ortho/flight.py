@@ -75,11 +75,16 @@ def flight_geometry(rec: Reconstruction, dsm: DsmSource, hr: HeightRange) -> Fli
     return FlightGeometry(gsd, footprints, bounds, (z_lo, z_hi))
 
 
-def seam_grid_for(crs: str, bounds: tuple[float, float, float, float], ortho_res: float, gsd: float, cell_gsd: float, max_cells: int) -> GridSpec:
-    """The flight-level seam grid: ``cell_gsd`` x GSD cells, coarser if the flight is large."""
-    area = (bounds[2] - bounds[0]) * (bounds[3] - bounds[1])
-    res = max(cell_gsd * gsd, ortho_res, math.sqrt(area / max(1, max_cells)))
-    return GridSpec.covering(crs, *bounds, res)
+def seam_grid_for(grid: GridSpec, gsd: float, cell_gsd: float, max_cells: int) -> GridSpec:
+    """The flight-level seam grid: about ``cell_gsd`` x GSD cells, coarser if the flight is large.
+
+    Its cells are a whole number of ortho pixels and share the ortho grid's
+    origin, so a tile expands labels to pixels by repetition.
+    """
+    area = grid.width * grid.height * grid.resolution**2
+    want = max(cell_gsd * gsd, grid.resolution, math.sqrt(area / max(1, max_cells)))
+    k = max(1, int(math.ceil(want / grid.resolution - 1e-9)))
+    return GridSpec(grid.crs, grid.x_min, grid.y_max, k * grid.resolution, -(-grid.width // k), -(-grid.height // k))
 
 
 def load_seam_inputs(ws: Workspace, views: list[ImageView]) -> list[SeamInput]:

@@ -91,7 +91,8 @@ class OrthoPlan:
     height_range: str  # .npz of the coarse DSM min/max (pipeline.ortho.dsm.HeightRange)
     labels: str  # .npy seam labels on seam_grid (image index, -1 for none)
     params: OrthoParams
-    occluder_pool: int = 1  # DSM cells per occluder cell (max-pooled), fixed for the flight
+    occluders: str  # .npy of the max-pooled DSM (highest height per occluder cell, NaN for none)
+    occluder_grid: GridSpec  # its grid: the DSM grid with cells of a whole number of DSM cells
 
 
 def bounds_intersect(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:

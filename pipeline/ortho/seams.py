@@ -98,11 +98,15 @@ class SeamSolver:
         h, w = shape
         self.labels = np.full((h, w), NO_LABEL, np.int32)
         self.cost = np.full((h, w), np.inf, np.float32)
+        # Colour of each cell's current image (kept up to date), so an expansion move looks up
+        # other images' colours only across current seams.
+        self.cur_rgb = np.zeros((h, w, 3), np.float32)
         for k, inp in enumerate(inputs):
             sl = inp.window.slices
             better = inp.valid & (inp.cost < self.cost[sl])
             self.labels[sl][better] = k
             self.cost[sl][better] = inp.cost[better]
+            self.cur_rgb[sl][better] = inp.rgb[better]
 
     # -- colour lookups --------------------------------------------------------------
     def _colour_at(self, label: I32, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> tuple[F32, BoolArray]:
@@ -193,7 +197,6 @@ class SeamSolver:
         src_e: list[NDArray[np.int64]] = []
         dst_e: list[NDArray[np.int64]] = []
         cap_e: list[NDArray[np.float64]] = []
-        a_lab = np.int32(alpha)
         for dr, dc in ((0, 1), (1, 0)):
             # Every edge (p, q=p+(dr,dc)) with at least one end in the region.
             r0, r1 = ext.row_off, ext.row_off + ext.height - dr
@@ -209,10 +212,7 @@ class SeamSolver:
             lp = lab[pr, pc]
             lq = lab[qr, qc]
             geo = 0.5 * (self.geo[pr, pc] + self.geo[qr, qc])
-            alpha_arr = np.full(lp.shape, a_lab, np.int32)
-            A = self._pair_cost(lp, lq, (pr, pc), (qr, qc), geo).astype(np.float64)
-            B = self._pair_cost(lp, alpha_arr, (pr, pc), (qr, qc), geo).astype(np.float64)
-            C = self._pair_cost(alpha_arr, lq, (pr, pc), (qr, qc), geo).astype(np.float64)
+            A, B, C = self._move_costs(alpha, lp, lq, (pr, pc), (qr, qc), geo)
             both = in_p & in_q
             only_p = in_p & ~in_q
             only_q = in_q & ~in_p
@@ -255,7 +255,57 @@ class SeamSolver:
             cr, cc2 = rows[changed], cols[changed]
             self.labels[cr, cc2] = alpha
             self.cost[cr, cc2] = alpha_cost[changed]
+            self.cur_rgb[cr, cc2] = inp.rgb[cr - win.row_off, cc2 - win.col_off]
         return int(changed.sum())
+
+    def _alpha_colour(self, alpha: int, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> tuple[F32, BoolArray]:
+        inp = self.inputs[alpha]
+        r = rows - inp.window.row_off
+        c = cols - inp.window.col_off
+        inside = (r >= 0) & (r < inp.window.height) & (c >= 0) & (c < inp.window.width)
+        out = np.zeros((rows.shape[0], 3), np.float32)
+        ok = np.zeros(rows.shape[0], bool)
+        ri, ci = r[inside], c[inside]
+        good = inp.valid[ri, ci]
+        idx = np.flatnonzero(inside)[good]
+        out[idx] = inp.rgb[ri[good], ci[good]]
+        ok[idx] = True
+        return out, ok
+
+    def _move_costs(
+        self,
+        alpha: int,
+        lp: I32,
+        lq: I32,
+        p: tuple[NDArray[np.int64], NDArray[np.int64]],
+        q: tuple[NDArray[np.int64], NDArray[np.int64]],
+        geo: F32,
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Seam costs V(lp, lq), V(lp, alpha), V(alpha, lq) on edges p-q (per edge)."""
+        cp, cq = self.cur_rgb[p], self.cur_rgb[q]
+        okp, okq = lp >= 0, lq >= 0
+        # I_lp(q) and I_lq(p): the current colours where the labels agree, looked up across seams.
+        x, okx = cq.copy(), okq & okp
+        y, oky = cp.copy(), okp & okq
+        across = (lp != lq) & okp & okq
+        if across.any():
+            sel = np.flatnonzero(across)
+            xs, okxs = self._colour_at(lp[sel], q[0][sel], q[1][sel])
+            ys, okys = self._colour_at(lq[sel], p[0][sel], p[1][sel])
+            x[sel], okx[sel] = xs, okxs
+            y[sel], oky[sel] = ys, okys
+        ap, okap = self._alpha_colour(alpha, *p)
+        aq, okaq = self._alpha_colour(alpha, *q)
+        d = self._colour_diff
+        base = np.float32(self.w.seam / self.cell_m) * (np.float32(self.w.base) + geo)
+        cw = np.float32(self.w.seam * self.w.colour / self.cell_m * 0.5)
+        A = base + cw * (d(cp, okp, y, oky) + d(x, okx, cq, okq))
+        B = base + cw * (d(cp, okp, ap, okap) + d(x, okx, aq, okaq))
+        C = base + cw * (d(ap, okap, y, oky) + d(aq, okaq, cq, okq))
+        A[(lp == lq) | ~okp | ~okq] = 0.0
+        B[(lp == alpha) | ~okp] = 0.0
+        C[(lq == alpha) | ~okq] = 0.0
+        return A.astype(np.float64), B.astype(np.float64), C.astype(np.float64)
 
     def solve(self, sweeps: int = 2) -> I32:
         """Run expansion sweeps over every image until nothing changes or ``sweeps`` are done."""

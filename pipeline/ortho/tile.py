@@ -122,6 +122,23 @@ class _View:
         return sample_image(self._low, ul, vl) * self.gain
 
 
+def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> NDArray[np.int32] | None:
+    """Seam labels for the pixels of ``window`` by repetition, when seam cells are whole pixel blocks."""
+    k = sg.resolution / grid.resolution
+    ki = int(round(k))
+    if abs(k - ki) > 1e-6 or abs(sg.x_min - grid.x_min) > 1e-6 * grid.resolution or abs(sg.y_max - grid.y_max) > 1e-6 * grid.resolution:
+        return None
+    r0, c0 = window.row_off // ki, window.col_off // ki
+    r1 = (window.row_off + window.height - 1) // ki + 1
+    c1 = (window.col_off + window.width - 1) // ki + 1
+    sub = np.full((r1 - r0, c1 - c0), -1, np.int32)
+    rr1, cc1 = min(r1, sg.height), min(c1, sg.width)
+    sub[: rr1 - r0, : cc1 - c0] = labels[r0:rr1, c0:cc1]
+    big = np.repeat(np.repeat(sub, ki, axis=0), ki, axis=1)
+    ro, co = window.row_off - r0 * ki, window.col_off - c0 * ki
+    return np.ascontiguousarray(big[ro : ro + window.height, co : co + window.width])
+
+
 def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64], ys: NDArray[np.float64]) -> NDArray[np.int32]:
     """Seam labels at world cell centres xs (per column) x ys (per row); -1 outside the seam grid."""
     sc = np.floor((xs - sg.x_min) / sg.resolution).astype(np.int64)
@@ -243,15 +260,19 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     occ_bounds = {v.index: occluder_bounds(ext_bounds, v.center, z_lo, z_hi) for v in cands}
     boxes = list(occ_bounds.values()) + [ext_bounds]
     union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-    pool = plan.occluder_pool
-    dsm = DsmWindow.covering(plan.dsm, union, pad=2 * pool + 3, align=pool)
-    coarse = dsm.max_pooled(pool)
-    cxs, cys = coarse.grid.cell_centers(Window(0, 0, coarse.grid.width, coarse.grid.height))
-    floor = floor_heights(hr, cxs, cys, ground)
+    og = plan.occluder_grid
+    r = og.resolution
+    owin = window_covering(og, (union[0] - r, union[1] - r, union[2] + r, union[3] + r))
+    pooled = np.load(plan.occluders, mmap_mode="r")
+    oz = np.asarray(pooled[owin.slices], dtype=np.float32)
+    oxs, oys = og.cell_centers(owin)
+    floor = floor_heights(hr, oxs, oys, ground)
+    oz = np.where(np.isfinite(oz), oz, floor)  # no data: no occluder
     occ = occluders_from_grid(
-        (cxs - origin[0]).astype(np.float32), (cys - origin[1]).astype(np.float32), (coarse.z - ground).astype(np.float32),
-        coarse.grid.resolution, p.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
+        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), (oz - ground).astype(np.float32),
+        og.resolution, p.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
     )
+    dsm = DsmWindow.covering(plan.dsm, ext_bounds, pad=3)
 
     def local_bounds(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         return (b[0] - origin[0], b[1] - origin[1], b[2] - origin[0], b[3] - origin[1])
@@ -268,7 +289,8 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     zf = (dsm.sample(grid, window, p.edge_step_m) - np.float32(ground)).ravel()
     X = np.broadcast_to(lx[None, :], (h, w)).ravel()
     Y = np.broadcast_to(ly[:, None], (h, w)).ravel()
-    seam_full = _seam_labels(labels_map, plan.seam_grid, wx, wy).ravel()
+    aligned = _seam_labels_aligned(labels_map, plan.seam_grid, grid, window)
+    seam_full = (aligned if aligned is not None else _seam_labels(labels_map, plan.seam_grid, wx, wy)).ravel()
     final, picks, occluded = _assign(seam_full, X, Y, zf, ctx, plan)
 
     # -- coarse grid: the same choice, then the low-band corrections --------------------

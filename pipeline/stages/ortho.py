@@ -33,7 +33,7 @@ from models.image import SkippedItem
 from models.raster import GridSpec, Window
 from pipeline.config import Config, Interpolation, OrthoConfig
 from pipeline.ortho import flight
-from pipeline.ortho.dsm import DsmSource, height_range
+from pipeline.ortho.dsm import DsmSource, dsm_overview, scan_dsm
 from pipeline.ortho.plan import ImageView, OrthoParams, OrthoPlan
 from pipeline.ortho.prep import prepare_image
 from pipeline.ortho.seams import SeamWeights
@@ -97,14 +97,19 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     dsm = DsmSource.open(ws.dsm_path)
     if dsm.grid.crs and not _same_crs(dsm.grid.crs, rec.crs):
         raise InputError(f"DSM {ws.dsm_path} is in {dsm.grid.crs} but the cameras are in {rec.crs}; rerun the dem stage")
-    hr = height_range(dsm)
+    geo = flight.flight_geometry(rec, dsm, dsm_overview(dsm))
+    res = oc.gsd_factor * geo.gsd_m
+    grid = GridSpec.covering(rec.crs, *geo.bounds, res)
+    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
+    with atomic_path(ws.ortho_occluders_path) as tmp:
+        hr, pooled_grid = scan_dsm(dsm, pool, tmp)
     ws.save_ortho_arrays(
         ws.ortho_heights_path,
         grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
         z_min=hr.z_min,
         z_max=hr.z_max,
     )
-    geo = flight.flight_geometry(rec, dsm, hr)
+    z_hi = float(np.nanmax(hr.z_max)) if np.isfinite(hr.z_max).any() else geo.z_range[1]
     paths: dict[str, Path] = {}
     skipped: list[SkippedItem] = []
     if ws.images_exist():
@@ -114,15 +119,15 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
             skipped.append(SkippedItem(name, "no_image_file", f"registered image {name} has no ingested file; it is left out of the ortho"))
         elif name not in geo.footprints:
             skipped.append(SkippedItem(name, "no_footprint", f"image {name} does not look at the ground; it is left out of the ortho"))
-    views = flight.image_views(rec, paths, geo.footprints, geo.z_range[1])
+    views = flight.image_views(rec, paths, geo.footprints, z_hi)
     if not views:
         raise InputError("no registered image has a readable file; run ingest and sfm on this flight first")
-    res = oc.gsd_factor * geo.gsd_m
-    grid = GridSpec.covering(rec.crs, *geo.bounds, res)
-    seam_grid = flight.seam_grid_for(rec.crs, geo.bounds, res, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells)
+    seam_grid = flight.seam_grid_for(grid, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells)
     params = params_from_config(oc)
-    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
-    plan = OrthoPlan(grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params, pool)
+    plan = OrthoPlan(
+        grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params,
+        str(ws.ortho_occluders_path), pooled_grid,
+    )
     logger.info(
         "ortho grid %d x %d px at %.4f m (GSD %.4f m), seam grid %d x %d at %.3f m, %d images",
         grid.width, grid.height, res, geo.gsd_m, seam_grid.width, seam_grid.height, seam_grid.resolution, len(views),
