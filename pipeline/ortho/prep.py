@@ -26,7 +26,7 @@ from pipeline.ortho.dsm import HeightRange, floor_heights, heights_on_grid
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
 from pipeline.ortho.select import sharpness, view_cost
-from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
+from pipeline.ortho.visibility import Occluders, build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
 from pipeline.workspace import Workspace
 
 U8 = NDArray[np.uint8]
@@ -38,6 +38,26 @@ def load_height_range(ws: Workspace, plan: OrthoPlan) -> HeightRange:
     g = data["grid"]
     grid = GridSpec(plan.grid.crs, float(g[0]), float(g[1]), float(g[2]), int(g[3]), int(g[4]))
     return HeightRange(grid, data["z_min"], data["z_max"])
+
+
+def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float, float, float], origin: NDArray[np.float64]) -> Occluders:
+    """Occluders (local frame) from the flight's max-pooled DSM over ``bounds``."""
+    og = plan.occluder_grid
+    r = og.resolution
+    owin = window_covering(og, (bounds[0] - r, bounds[1] - r, bounds[2] + r, bounds[3] + r))
+    if owin.width == 0 or owin.height == 0:
+        e = np.zeros(0, np.float32)
+        return Occluders(e, e, e, r)
+    pooled = np.load(plan.occluders, mmap_mode="r")
+    oz = np.asarray(pooled[owin.slices], dtype=np.float32)
+    oxs, oys = og.cell_centers(owin)
+    ground = float(origin[2])
+    floor = floor_heights(hr, oxs, oys, ground)
+    oz = np.where(np.isfinite(oz), oz, floor)  # no data: no occluder
+    return occluders_from_grid(
+        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), (oz - ground).astype(np.float32),
+        r, plan.params.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
+    )
 
 
 def working_scale(view: ImageView, plan: OrthoPlan, ground_z: float) -> float:
@@ -115,32 +135,29 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
     seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
     seam_img = _resize(work, seam_w, seam_h)
-    seam_cam = view.camera_at((seam_w, seam_h))
     hr = load_height_range(ws, plan)
     region = window_bounds(sg, win)
     z_lo, z_hi = hr.range_in(region, ground)
-    occ_win = window_covering(sg, occluder_bounds(region, view.center, z_lo, z_hi))
-    z_occ = heights_on_grid(plan.dsm, sg, occ_win)
-    xs_o, ys_o = sg.cell_centers(occ_win)
     x_mid, y_mid = 0.5 * (region[0] + region[2]), 0.5 * (region[1] + region[3])
     origin = np.array([x_mid, y_mid, ground])
-    proj = LocalProjector(seam_cam, view.pose, origin)
+    # Visibility at the working scale against the flight's occluder DSM (the same test as the
+    # tiles make), so the coarse seam cells are not made blind around every building.
+    work_cam = filled.work_camera
+    proj = LocalProjector(work_cam, view.pose, origin)
     tol = plan.params.occlusion_tolerance_m
-    floor = floor_heights(hr, xs_o, ys_o, ground)
-    occ = occluders_from_grid(
-        (xs_o - x_mid).astype(np.float32), (ys_o - y_mid).astype(np.float32), (z_occ - ground).astype(np.float32),
-        sg.resolution, tol, floor - np.float32(ground),
-    )
-    zbuf = build_zbuffer(proj, occ, zbuffer_cell(sg.resolution, seam_cam.focal_px, view.min_depth))
-    inner = win.relative_to(occ_win)
-    z = z_occ[inner.slices]
+    occ = load_occluders(plan, hr, occluder_bounds(region, view.center, z_lo, z_hi), origin)
+    zbuf = build_zbuffer(proj, occ, zbuffer_cell(occ.spacing, work_cam.focal_px, view.min_depth))
+    z = heights_on_grid(plan.dsm, sg, win)
     xs, ys = sg.cell_centers(win)
     X = np.broadcast_to((xs - x_mid).astype(np.float32)[None, :], z.shape)
     Y = np.broadcast_to((ys - y_mid).astype(np.float32)[:, None], z.shape)
     Z = (z - ground).astype(np.float32)
     u, v, d, ok = proj.project(X, Y, Z)
-    valid = ok & inside_image(u, v, seam_w, seam_h, 0.5) & visible(zbuf, u, v, d, seam_cam.focal_px, tol)
+    valid = ok & inside_image(u, v, work_w, work_h, 0.5) & visible(zbuf, u, v, d, work_cam.focal_px, tol)
     cost = view_cost(proj.center_local, cam.focal_px, X, Y, Z, plan.gsd_m, plan.params.view)
+    # Colours from the image reduced to the seam grid's cell size.
+    u = (u + np.float32(0.5)) * np.float32(seam_w / work_w) - np.float32(0.5)
+    v = (v + np.float32(0.5)) * np.float32(seam_h / work_h) - np.float32(0.5)
     rgb = np.zeros(z.shape + (3,), np.uint8)
     if valid.any():
         cols = sample_image(seam_img, u[valid], v[valid])

@@ -23,24 +23,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from models.raster import GridSpec, Window
 from pipeline.ortho.blend import low_band_corrections
-from pipeline.ortho.dsm import DsmWindow, floor_heights
+from pipeline.ortho.dsm import DsmWindow
 from pipeline.ortho.geometry import LocalProjector, inside_image
-from pipeline.ortho.plan import ImageView, OrthoPlan, bounds_intersect, window_bounds, window_covering
-from pipeline.ortho.prep import load_height_range, sample_image
+from pipeline.ortho.plan import ImageView, OrthoPlan, bounds_intersect, window_bounds
+from pipeline.ortho.prep import load_height_range, load_occluders, sample_image
 from pipeline.ortho.select import view_cost
 from pipeline.ortho.visibility import (
     Occluders,
     ZBuffer,
     build_zbuffer,
     occluder_bounds,
-    occluders_from_grid,
     visible,
     zbuffer_cell,
 )
@@ -260,18 +258,7 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     occ_bounds = {v.index: occluder_bounds(ext_bounds, v.center, z_lo, z_hi) for v in cands}
     boxes = list(occ_bounds.values()) + [ext_bounds]
     union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-    og = plan.occluder_grid
-    r = og.resolution
-    owin = window_covering(og, (union[0] - r, union[1] - r, union[2] + r, union[3] + r))
-    pooled = np.load(plan.occluders, mmap_mode="r")
-    oz = np.asarray(pooled[owin.slices], dtype=np.float32)
-    oxs, oys = og.cell_centers(owin)
-    floor = floor_heights(hr, oxs, oys, ground)
-    oz = np.where(np.isfinite(oz), oz, floor)  # no data: no occluder
-    occ = occluders_from_grid(
-        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), (oz - ground).astype(np.float32),
-        og.resolution, p.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
-    )
+    occ = load_occluders(plan, hr, union, origin)
     dsm = DsmWindow.covering(plan.dsm, ext_bounds, pad=3)
 
     def local_bounds(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:

@@ -6,10 +6,11 @@ solid) are projected into the image and splatted into a coarse depth buffer,
 keeping the nearest depth per buffer cell. A ground sample is visible when
 its own depth is not behind the buffer's depth at its pixel by more than a
 tolerance. The buffer cell is a little larger than the projected spacing of
-the occluder samples, and each depth also covers its neighbouring cells, so
-a roof leaves no gaps through which the ground behind it would wrongly show:
-walls never smear onto the ground. The price is a conservative band about
-one buffer cell wide around occluders, which other images fill.
+the occluder samples, and the cells at height jumps also splat their
+corners, so a roof leaves no gaps through which the ground behind it would
+wrongly show and its outline reaches the real edge: walls never smear onto
+the ground. A buffer cell that straddles an edge hides the ground in it, so
+the test errs, by at most one cell, toward taking that ground from another image.
 
 Occluders of a point Q lie on the segment from Q toward the camera while the
 ray is below the highest surface, so only the DSM between a region and the
@@ -99,6 +100,13 @@ def occluders_from_grid(
             px.append(xs[wc].astype(np.float32))
             py.append(ys[wr].astype(np.float32))
             pz.append(wz - f * wj)
+        # The corners of edge cells carry the top height too, so the roof's outline in the
+        # image reaches the real edge (centres alone stop half a cell short of it).
+        half = np.float32(0.5 * spacing)
+        for sx, sy in ((-half, -half), (-half, half), (half, -half), (half, half)):
+            px.append(xs[wc].astype(np.float32) + sx)
+            py.append(ys[wr].astype(np.float32) + sy)
+            pz.append(wz)
     return Occluders(np.concatenate(px), np.concatenate(py), np.concatenate(pz), float(spacing))
 
 
@@ -139,11 +147,7 @@ def build_zbuffer(proj: LocalProjector, occ: Occluders, cell: float) -> ZBuffer:
         iv = np.floor(v / np.float32(cell)).astype(np.int64)
         sel = ok & (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
         np.minimum.at(buf, iv[sel] * w + iu[sel], d[sel])
-    # Spread each depth to the neighbouring cells: an occluder edge then errs toward hiding
-    # (the ground just past a roof edge is taken from another image) rather than letting the
-    # wall's pixels through onto the ground.
-    depth = cv2.erode(buf.reshape(h, w), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
-    return ZBuffer(np.asarray(depth, dtype=np.float32), cell)
+    return ZBuffer(buf.reshape(h, w), cell)
 
 
 def visible(zbuf: ZBuffer, u: F32, v: F32, depth: F32, focal_px: float, tolerance_m: float) -> BoolArray:
