@@ -50,6 +50,8 @@ class TriggerEvents:
     # Per-event 1-sigma accuracies (m) from RTK logs, when present.
     std_horizontal_m: FloatArray | None = None
     std_vertical_m: FloatArray | None = None
+    # Image file names the events belong to, when the file names them (ODM geo.txt).
+    names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -68,3 +70,22 @@ class FlightTrack:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     # Whether the log's clock is absolute UTC (GPS time) or only relative (boot time).
     absolute_time: bool = True
+    # Gimbal (camera) attitude, when the log records it apart from the vehicle's (DJI SRT G.PRY).
+    gimbal: AttitudeSeries | None = None
+    # Dropped fixes by reason ("no_fix", "zero", "nan", "out_of_range", "duplicate_time", "spike").
+    dropped_reasons: dict[str, int] = field(default_factory=dict)
+    # False when absolute times are a camera's local clock of unknown zone (DJI SRT date lines).
+    time_zone_known: bool = True
+    # True when the file keys positions by image name and has no times (ODM geo.txt): then
+    # ``positions.t`` is only the entry order and ``triggers.names`` holds the image names.
+    by_image_name: bool = False
+
+    @property
+    def has_attitude(self) -> bool:
+        return (self.attitude is not None and len(self.attitude) > 0) or (
+            self.gimbal is not None and len(self.gimbal) > 0
+        )
+
+    @property
+    def trigger_count(self) -> int:
+        return 0 if self.triggers is None else len(self.triggers)

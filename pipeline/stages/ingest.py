@@ -11,7 +11,7 @@ the flight tracks of the logs, the checked GCPs, the flight-level facts
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,6 +30,7 @@ from models.sensors import build_cameras, focal_px_estimate
 from models.track import FlightTrack
 from pipeline.batch import FlightSummary, check_gcp_area, summarize_flight
 from pipeline.config import Config
+from pipeline.log_geotag import geotag_from_logs
 from pipeline.progress import map_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, atomic_path
@@ -68,6 +69,8 @@ class IngestResult:
     clock_offset_s: float | None  # camera minus log clock, when a log was used
     gcps: GcpSet | None
     summary: FlightSummary
+    # Geotagging from logs (pipeline.log_geotag): offsets, images geotagged/outside the log, per log.
+    geotag: dict[str, Any] = field(default_factory=dict)
 
     @property
     def images_used(self) -> tuple[ImageRecord, ...]:
@@ -125,6 +128,8 @@ def ingest_flight(files: FlightFiles, cfg: Config, reader: Reader = read_serial)
     clock_offset_s: float | None = None
     # >>> geotag (branch `logs`): fill positions/attitude of `records` from the flight logs
     # (files.logs, cfg.inputs.logs) and geo.txt; set `tracks` and `clock_offset_s`.
+    geo = geotag_from_logs(files, cfg, records)
+    records, tracks, clock_offset_s = list(geo.records), list(geo.tracks), geo.clock_offset_s
     # <<< geotag
 
     for rec in records:
@@ -152,6 +157,7 @@ def ingest_flight(files: FlightFiles, cfg: Config, reader: Reader = read_serial)
         cameras=cameras,
         tracks=tuple(tracks),
         clock_offset_s=clock_offset_s,
+        geotag=geo.figures,
         gcps=gcps,
         summary=summary,
     )
@@ -235,6 +241,7 @@ def ingest_figures(result: IngestResult) -> dict[str, Any]:
             "share_3plus_views": ov.share_3plus_views,
             "strips": ov.strips,
         },
+        "geotag": result.geotag,
         "ingest": {
             "camera_models": camera_figures(result),
             "position_sources": s.position_sources,
