@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARKS: list[str] = ["ingest"]
+BENCHMARKS: list[str] = ["ingest", "ortho"]
 
 
 def main(argv: list[str]) -> int:
