@@ -364,6 +364,10 @@ class Workspace:
         return self.ortho_dir / "occluders.npy"
 
     @property
+    def ortho_seam_heights_path(self) -> Path:
+        return self.ortho_dir / "seam_heights.npy"
+
+    @property
     def ortho_labels_path(self) -> Path:
         return self.ortho_dir / "labels.npy"
 

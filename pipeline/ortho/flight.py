@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from models.errors import ReconstructionError
 from models.raster import GridSpec, Window
 from models.reconstruction import Reconstruction
-from pipeline.ortho.dsm import DsmSource, HeightRange, heights_on_grid
+from pipeline.ortho.dsm import DsmSource, HeightRange
 from pipeline.ortho.exposure import OverlapStats, overlap_stats, solve_gains
 from pipeline.ortho.geometry import footprint_bounds
 from pipeline.ortho.plan import ImageView, window_covering
@@ -133,7 +133,7 @@ def solve_seams(
     views: list[ImageView],
     inputs: list[SeamInput],
     seam_grid: GridSpec,
-    dsm: DsmSource,
+    z: NDArray[np.float32],
     weights: SeamWeights,
     view_sharp_weight: float,
     sweeps: int,
@@ -145,7 +145,6 @@ def solve_seams(
         rgb = np.clip(inp.rgb.astype(np.float32) * g, 0, 255).astype(np.uint8)
         cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
         prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb))
-    z = heights_on_grid(dsm, seam_grid, Window(0, 0, seam_grid.width, seam_grid.height))
     geo = seam_geometry_cost(z, seam_grid.resolution, weights)
     solver = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights)
     e0 = solver.energy()

@@ -11,6 +11,7 @@ magnitudes do not eat the float32 mantissa (the error stays far below
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,7 @@ def scaled_camera(camera: CameraModel, sx: float, sy: float) -> CameraModel:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def max_normalized_radius2(camera: CameraModel) -> float:
     """Squared normalised radius beyond which the distortion model is not trusted.
 

@@ -93,6 +93,7 @@ class OrthoPlan:
     params: OrthoParams
     occluders: str  # .npy of the max-pooled DSM (highest height per occluder cell, NaN for none)
     occluder_grid: GridSpec  # its grid: the DSM grid with cells of a whole number of DSM cells
+    seam_heights: str  # .npy of DSM heights at the seam grid's cell centres
 
 
 def bounds_intersect(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from drone_io.image_pixels import exact_reduction, read_image_rgb
 from models.errors import InputError
 from models.raster import GridSpec
-from pipeline.ortho.dsm import HeightRange, floor_heights, heights_on_grid
+from pipeline.ortho.dsm import HeightRange, floor_heights
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
 from pipeline.ortho.select import sharpness, view_cost
@@ -147,7 +147,7 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     tol = plan.params.occlusion_tolerance_m
     occ = load_occluders(plan, hr, occluder_bounds(region, view.center, z_lo, z_hi), origin)
     zbuf = build_zbuffer(proj, occ, zbuffer_cell(occ.spacing, work_cam.focal_px, view.min_depth))
-    z = heights_on_grid(plan.dsm, sg, win)
+    z = np.asarray(np.load(plan.seam_heights, mmap_mode="r")[win.slices], dtype=np.float32)
     xs, ys = sg.cell_centers(win)
     X = np.broadcast_to((xs - x_mid).astype(np.float32)[None, :], z.shape)
     Y = np.broadcast_to((ys - y_mid).astype(np.float32)[:, None], z.shape)

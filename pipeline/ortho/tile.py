@@ -74,6 +74,8 @@ class _View:
         self._occ_bounds = occ_bounds
         self._zbuf: ZBuffer | None = None
         self._low: NDArray[np.uint8] | None = None
+        fp = view.footprint
+        self.local_footprint = (fp[0] - origin[0], fp[1] - origin[1], fp[2] - origin[0], fp[3] - origin[1])
         self.low_sx = view.low_size[0] / view.work_size[0]
         self.low_sy = view.low_size[1] / view.work_size[1]
 
@@ -190,18 +192,21 @@ def _assign(
         keys = sorted(views)
         m = pending.size
         px, py, pz = x[pending], y[pending], z[pending]
+        # Rank the candidates per point by view cost (cheap: no projection), only among those
+        # whose footprint holds the point; then project each point into its candidates in
+        # rank order until one sees it.
         cost = np.full((len(keys), m), np.inf, np.float32)
-        projected = []
         for i, k in enumerate(keys):
             view = views[k]
-            u, v, d, ok = view.proj.project(px, py, pz)
-            frame = ok & inside_image(u, v, view.cam.width, view.cam.height, 0.5)
-            if frame.any():
-                cost[i, frame] = view.cost(px[frame], py[frame], pz[frame], plan.gsd_m, plan)
-            projected.append((u, v, d))
+            fx0, fy0, fx1, fy1 = view.local_footprint
+            near = (px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1)
+            if near.any():
+                cost[i, near] = view.cost(px[near], py[near], pz[near], plan.gsd_m, plan)
         order = np.argsort(cost, axis=0, kind="stable")
         cols = np.arange(m)
         left = np.ones(m, bool)
+        first_frame = np.full(m, -1, np.int32)  # best candidate with the point in frame
+        ff_uv = np.zeros((2, m), np.float32)
         for rank in range(len(keys)):
             cand = order[rank]
             active = left & np.isfinite(cost[cand, cols])
@@ -209,21 +214,23 @@ def _assign(
                 break
             for i in (int(j) for j in np.unique(cand[active])):
                 sel = np.flatnonzero(active & (cand == i))
-                u, v, d = projected[i]
                 view = views[keys[i]]
-                vis = visible(view.zbuf(), u[sel], v[sel], d[sel], view.cam.focal_px, view.tol)
-                take = sel[vis]
+                u, v, frame, vis = view.see(px[sel], py[sel], pz[sel])
+                new_frame = frame & (first_frame[sel] < 0)
+                first_frame[sel[new_frame]] = i
+                ff_uv[0, sel[new_frame]] = u[new_frame]
+                ff_uv[1, sel[new_frame]] = v[new_frame]
+                good = frame & vis
+                take = sel[good]
                 final[pending[take]] = keys[i]
-                picks.setdefault(keys[i], []).append((pending[take], u[take], v[take]))
+                picks.setdefault(keys[i], []).append((pending[take], u[good], v[good]))
                 left[take] = False
-        best = order[0]
-        rest = np.flatnonzero(left & np.isfinite(cost[best, cols]))
-        for i in (int(j) for j in np.unique(best[rest])):
-            take = rest[best[rest] == i]
-            u, v, _ = projected[i]
+        rest = np.flatnonzero(left & (first_frame >= 0))
+        for i in (int(j) for j in np.unique(first_frame[rest])):
+            take = rest[first_frame[rest] == i]
             final[pending[take]] = keys[i]
             occluded[pending[take]] = True
-            picks.setdefault(keys[i], []).append((pending[take], u[take], v[take]))
+            picks.setdefault(keys[i], []).append((pending[take], ff_uv[0, take], ff_uv[1, take]))
     merged = {
         k: (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
         for k, parts in picks.items()

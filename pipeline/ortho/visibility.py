@@ -125,14 +125,22 @@ class ZBuffer:
     depth: F32  # (rows, cols), +inf where nothing was splatted
     cell: float
 
+    def _padded(self) -> F32:
+        cached = self.__dict__.get("_pad")
+        if cached is None:
+            cached = np.pad(self.depth, 1, constant_values=np.inf)
+            object.__setattr__(self, "_pad", cached)
+        return cached
+
     def lookup(self, u: F32, v: F32) -> F32:
+        """Buffer depth at pixels (u, v): +inf outside the buffer."""
         h, w = self.depth.shape
-        iu = np.floor(u / np.float32(self.cell)).astype(np.int64)
-        iv = np.floor(v / np.float32(self.cell)).astype(np.int64)
-        ok = (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
-        out = np.full(u.shape, np.inf, np.float32)
-        out[ok] = self.depth[iv[ok], iu[ok]]
-        return out
+        inv = np.float32(1.0 / self.cell)
+        # A ring of +inf cells around the buffer; clipping into it needs no masks, one gather.
+        padded = self._padded()
+        iu = np.clip(u * inv + np.float32(1.0), 0, w + 1).astype(np.int32)
+        iv = np.clip(v * inv + np.float32(1.0), 0, h + 1).astype(np.int32)
+        return np.asarray(padded[iv, iu], dtype=np.float32)
 
 
 def build_zbuffer(proj: LocalProjector, occ: Occluders, cell: float) -> ZBuffer:

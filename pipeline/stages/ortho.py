@@ -34,7 +34,7 @@ from models.image import SkippedItem
 from models.raster import GridSpec, Window
 from pipeline.config import Config, Interpolation, OrthoConfig
 from pipeline.ortho import flight
-from pipeline.ortho.dsm import DsmSource, dsm_overview, scan_dsm
+from pipeline.ortho.dsm import DsmSource, dsm_overview, heights_on_grid, scan_dsm
 from pipeline.ortho.plan import ImageView, OrthoParams, OrthoPlan
 from pipeline.ortho.prep import prepare_image
 from pipeline.ortho.seams import SeamWeights
@@ -127,10 +127,12 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     if not views:
         raise InputError("no registered image has a readable file; run ingest and sfm on this flight first")
     seam_grid = flight.seam_grid_for(grid, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells)
+    seam_z = heights_on_grid(dsm, seam_grid, Window(0, 0, seam_grid.width, seam_grid.height))
+    ws.save_ortho_array(ws.ortho_seam_heights_path, seam_z)
     params = params_from_config(oc)
     plan = OrthoPlan(
         grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params,
-        str(ws.ortho_occluders_path), pooled_grid,
+        str(ws.ortho_occluders_path), pooled_grid, str(ws.ortho_seam_heights_path),
     )
     logger.info(
         "ortho grid %d x %d px at %.4f m (GSD %.4f m), seam grid %d x %d at %.3f m, %d images",
@@ -143,7 +145,7 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     t_prep = time.perf_counter()
     inputs = flight.load_seam_inputs(ws, views)
     views = flight.balance(views, inputs, oc.exposure_balance)
-    labels = flight.solve_seams(views, inputs, seam_grid, dsm, params.seam, params.view.sharpness, params.seam_sweeps)
+    labels = flight.solve_seams(views, inputs, seam_grid, seam_z, params.seam, params.view.sharpness, params.seam_sweeps)
     del inputs
     ws.save_ortho_array(ws.ortho_labels_path, labels)
     t_seam = time.perf_counter()
