@@ -131,6 +131,8 @@ class DsmWindow:
         map_x = np.ascontiguousarray(np.broadcast_to(col.astype(np.float32)[None, :], (window.height, window.width)))
         map_y = np.ascontiguousarray(np.broadcast_to(row.astype(np.float32)[:, None], (window.height, window.width)))
         z = self.z
+        # Float maps: OpenCV interpolates float rasters exactly with them (fixed-point maps
+        # would quantise positions to 1/32 cell, a visible error on a 10 m wall).
         out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if step_m is not None:
             k = np.ones((2, 2), np.uint8)
@@ -138,8 +140,8 @@ class DsmWindow:
             step = cv2.dilate(z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
                 z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
             )
-            at_step = cv2.remap(step, np.floor(map_x), np.floor(map_y), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > np.float32(step_m)
-            if at_step.any():
+            if float(step.max()) > step_m:
+                at_step = cv2.remap(step, np.floor(map_x), np.floor(map_y), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > np.float32(step_m)
                 nearest = cv2.remap(z, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
                 out = np.where(at_step, nearest, out)
         return np.asarray(out, dtype=np.float32)
