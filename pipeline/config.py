@@ -220,6 +220,9 @@ class OrthoConfig:
     # Ground that no image sees unoccluded (behind a building at the edge of the flight) takes the
     # smooth colour of the ground around it instead of showing the wall that hides it.
     fill_occluded: bool = True
+    # ... unless the best image hides it by less than this (m): then that image is kept (rough
+    # canopies and DSM noise hide ground by little; a building's wall by metres).
+    fill_hidden_m: float = 2.0
     # Gaussian sigma (ortho pixels) over which brightness and colour cross a seam.
     blend_sigma_px: float = 24.0
     # Ortho pixels per cell of the coarse grid used for the low band of the blend.

@@ -31,6 +31,8 @@ class OrthoParams:
     occlusion_cell_px: float = 2.0
     # Fill ground that no image sees (hidden behind buildings) with the smooth colour around it.
     fill_occluded: bool = True
+    # Ground no image sees: kept from the least-hiding image when hidden by less than this (m).
+    fill_hidden_m: float = 2.0
     # OpenCV interpolation flag used to sample the images.
     interpolation: int = 1
     # Weights of the per-cell view cost.

@@ -39,7 +39,7 @@ from pipeline.ortho.visibility import (
     ZBuffer,
     build_zbuffer,
     occluder_bounds,
-    visible,
+    hidden_by,
     zbuffer_cell,
 )
 from pipeline.workspace import Workspace
@@ -90,12 +90,17 @@ class _View:
 
     def see(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, BoolArray]:
         """(u, v, in frame, visible) of local points."""
+        u, v, frame, behind = self.see_depth(x, y, z)
+        return u, v, frame, frame & (behind <= 0)
+
+    def see_depth(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, F32]:
+        """(u, v, in frame, metres behind the z-buffer surface: <= 0 is visible) of local points."""
         u, v, d, ok = self.proj.project(x, y, z)
         frame = ok & inside_image(u, v, self.cam.width, self.cam.height, 0.5)
-        vis = np.zeros_like(frame)
+        behind = np.full(frame.shape, np.inf, np.float32)
         if frame.any():
-            vis[frame] = visible(self.zbuf(), u[frame], v[frame], d[frame], self.cam.focal_px, self.tol)
-        return u, v, frame, vis
+            behind[frame] = hidden_by(self.zbuf(), u[frame], v[frame], d[frame], self.cam.focal_px, self.tol)
+        return u, v, frame, behind
 
     def cost(self, x: F32, y: F32, z: F32, gsd_ref: float, plan: OrthoPlan) -> F32:
         return view_cost(self.proj.center_local, self.view.camera.focal_px, x, y, z, gsd_ref, plan.params.view, self.view.blur_penalty)
@@ -205,7 +210,9 @@ def _assign(
         order = np.argsort(cost, axis=0, kind="stable")
         cols = np.arange(m)
         left = np.ones(m, bool)
-        first_frame = np.full(m, -1, np.int32)  # best candidate with the point in frame
+        # Among the candidates that have the point in frame, the one it is least hidden from.
+        first_frame = np.full(m, -1, np.int32)
+        ff_behind = np.full(m, np.inf, np.float32)
         ff_uv = np.zeros((2, m), np.float32)
         for rank in range(len(keys)):
             cand = order[rank]
@@ -215,12 +222,13 @@ def _assign(
             for i in (int(j) for j in np.unique(cand[active])):
                 sel = np.flatnonzero(active & (cand == i))
                 view = views[keys[i]]
-                u, v, frame, vis = view.see(px[sel], py[sel], pz[sel])
-                new_frame = frame & (first_frame[sel] < 0)
-                first_frame[sel[new_frame]] = i
-                ff_uv[0, sel[new_frame]] = u[new_frame]
-                ff_uv[1, sel[new_frame]] = v[new_frame]
-                good = frame & vis
+                u, v, frame, behind = view.see_depth(px[sel], py[sel], pz[sel])
+                better = frame & (behind < ff_behind[sel])
+                first_frame[sel[better]] = i
+                ff_behind[sel[better]] = behind[better]
+                ff_uv[0, sel[better]] = u[better]
+                ff_uv[1, sel[better]] = v[better]
+                good = frame & (behind <= 0)
                 take = sel[good]
                 final[pending[take]] = keys[i]
                 picks.setdefault(keys[i], []).append((pending[take], u[good], v[good]))
@@ -229,7 +237,9 @@ def _assign(
         for i in (int(j) for j in np.unique(first_frame[rest])):
             take = rest[first_frame[rest] == i]
             final[pending[take]] = keys[i]
-            occluded[pending[take]] = True
+            # Hidden by a little (a rough canopy, DSM noise): the least hidden view is kept.
+            # Hidden by more (a building): flagged, and filled from the ground around it.
+            occluded[pending[take]] = ff_behind[take] > np.float32(plan.params.fill_hidden_m)
             picks.setdefault(keys[i], []).append((pending[take], ff_uv[0, take], ff_uv[1, take]))
     merged = {
         k: (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))

@@ -158,6 +158,13 @@ def build_zbuffer(proj: LocalProjector, occ: Occluders, cell: float) -> ZBuffer:
     return ZBuffer(buf.reshape(h, w), cell)
 
 
+def hidden_by(zbuf: ZBuffer, u: F32, v: F32, depth: F32, focal_px: float, tolerance_m: float) -> F32:
+    """How far (m) samples lie behind the z-buffer surface beyond the tolerance; <= 0 when visible."""
+    nearest = zbuf.lookup(u, v)
+    slack = np.float32(tolerance_m) + depth * np.float32(zbuf.cell / focal_px)
+    return np.asarray(depth - (nearest + slack), dtype=np.float32)
+
+
 def visible(zbuf: ZBuffer, u: F32, v: F32, depth: F32, focal_px: float, tolerance_m: float) -> BoolArray:
     """Whether samples at pixels (u, v) with ``depth`` are in front of the z-buffer.
 

@@ -58,6 +58,7 @@ def params_from_config(oc: OrthoConfig) -> OrthoParams:
         edge_step_m=oc.dsm_edge_step_m,
         occlusion_cell_px=oc.occlusion_cell_px,
         fill_occluded=oc.fill_occluded,
+        fill_hidden_m=oc.fill_hidden_m,
         interpolation=cv2.INTER_CUBIC if oc.interpolation == Interpolation.BICUBIC else cv2.INTER_LINEAR,
         view=ViewWeights(angle=oc.view_angle_weight, gsd=oc.view_gsd_weight, sharpness=oc.view_sharpness_weight),
         seam=SeamWeights(seam=oc.seam_weight, height=oc.seam_height_weight, colour=oc.seam_colour_weight),
