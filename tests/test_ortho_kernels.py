@@ -221,3 +221,31 @@ def test_low_band_ignores_occluded_samples() -> None:
     labels[:, 25:] = 0
     (d0, d1), _ = low_band_corrections([a, b], [np.ones((h, w), bool), valid_b], labels, sigma=3.0)
     assert np.abs(d0).max() < 1e-3 and np.abs(d1).max() < 1e-3
+
+
+def test_aligned_seam_labels_match_the_general_lookup() -> None:
+    from models.raster import GridSpec
+    from pipeline.ortho.flight import seam_grid_for
+    from pipeline.ortho.tile import _seam_labels, _seam_labels_aligned
+
+    grid = GridSpec("EPSG:32633", 500_000.0, 4_000_100.0, 0.05, 1000, 700)
+    sg = seam_grid_for(grid, 0.05, 16.0, 10**9)
+    assert sg.resolution == pytest.approx(16 * 0.05) and sg.x_min == grid.x_min
+    labels = np.random.default_rng(0).integers(-1, 9, sg.shape).astype(np.int32)
+    for window in (Window(0, 0, 128, 128), Window(300, 257, 333, 200), Window(900, 600, 100, 100)):
+        fast = _seam_labels_aligned(labels, sg, grid, window)
+        xs, ys = grid.cell_centers(window)
+        assert fast is not None and np.array_equal(fast, _seam_labels(labels, sg, xs, ys))
+
+
+def test_hidden_by_measures_how_far_behind_the_surface() -> None:
+    from pipeline.ortho.visibility import hidden_by
+
+    xs, ys, z = _box_scene()
+    pose = Pose.from_center(world_to_camera_from_gimbal(0.0, -90.0), np.array([-10.0, 0.0, 40.0]))
+    proj = LocalProjector(CAM, pose, np.zeros(3))
+    zb = build_zbuffer(proj, occluders_from_grid(xs, ys, z, 0.25, 0.5, floor=np.zeros_like(z)), zbuffer_cell(0.25, CAM.focal_px, 30.0))
+    px = np.array([-5.0, 8.0], np.float32)
+    u, v, d, _ = proj.project(px, np.zeros(2, np.float32), np.zeros(2, np.float32))
+    behind = hidden_by(zb, u, v, d, CAM.focal_px, 0.5)
+    assert behind[0] <= 0 and behind[1] > 2.0  # open ground; ground well behind the 10 m box
