@@ -192,6 +192,8 @@ class OrthoConfig:
     # Seam-solve cell size as a multiple of the flight GSD (coarser is faster; seams stay smooth
     # because blending hides the cell steps).
     seam_cell_gsd: float = 16.0
+    # ... and at least this size (m): seams only need to resolve buildings, cars and trees.
+    seam_cell_min_m: float = 0.5
     # Upper bound on seam-grid cells for the whole flight; the seam cell grows to respect it,
     # which keeps the flight-level seam solve's memory bounded.
     seam_max_cells: int = 4_000_000

@@ -75,14 +75,14 @@ def flight_geometry(rec: Reconstruction, dsm: DsmSource, hr: HeightRange) -> Fli
     return FlightGeometry(gsd, footprints, bounds, (z_lo, z_hi))
 
 
-def seam_grid_for(grid: GridSpec, gsd: float, cell_gsd: float, max_cells: int) -> GridSpec:
-    """The flight-level seam grid: about ``cell_gsd`` x GSD cells, coarser if the flight is large.
+def seam_grid_for(grid: GridSpec, gsd: float, cell_gsd: float, max_cells: int, min_cell_m: float = 0.0) -> GridSpec:
+    """The flight-level seam grid: about ``cell_gsd`` x GSD (at least ``min_cell_m``) cells, coarser if the flight is large.
 
     Its cells are a whole number of ortho pixels and share the ortho grid's
     origin, so a tile expands labels to pixels by repetition.
     """
     area = grid.width * grid.height * grid.resolution**2
-    want = max(cell_gsd * gsd, grid.resolution, math.sqrt(area / max(1, max_cells)))
+    want = max(cell_gsd * gsd, min_cell_m, grid.resolution, math.sqrt(area / max(1, max_cells)))
     k = max(1, int(math.ceil(want / grid.resolution - 1e-9)))
     return GridSpec(grid.crs, grid.x_min, grid.y_max, k * grid.resolution, -(-grid.width // k), -(-grid.height // k))
 

@@ -127,7 +127,7 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     views = flight.image_views(rec, paths, geo.footprints, z_hi)
     if not views:
         raise InputError("no registered image has a readable file; run ingest and sfm on this flight first")
-    seam_grid = flight.seam_grid_for(grid, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells)
+    seam_grid = flight.seam_grid_for(grid, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells, oc.seam_cell_min_m)
     seam_z = heights_on_grid(dsm, seam_grid, Window(0, 0, seam_grid.width, seam_grid.height))
     ws.save_ortho_array(ws.ortho_seam_heights_path, seam_z)
     params = params_from_config(oc)
