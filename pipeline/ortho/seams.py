@@ -58,6 +58,7 @@ class SeamWeights:
     height: float = 8.0  # cost of a seam over a cell standing >= height_ref above the ground
     height_ref_m: float = 1.0  # height above ground at which the height cost is full
     slope: float = 4.0  # cost per unit of DSM slope (rise over run), capped at slope 2
+    reach_m: float = 25.0  # how far an expansion move may push a seam beyond its current place
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +96,8 @@ class SeamSolver:
         self.geo = np.asarray(geometry_cost, dtype=np.float32)
         self.cell_m = float(cell_m)
         self.w = weights
+        # How far (cells) an expansion may reach beyond the image's current territory.
+        self.reach_cells = max(1, int(round(weights.reach_m / self.cell_m)))
         h, w = shape
         self.labels = np.full((h, w), NO_LABEL, np.int32)
         self.cost = np.full((h, w), np.inf, np.float32)
@@ -175,7 +178,17 @@ class SeamSolver:
         H, W = self.shape
         win = inp.window
         region = np.zeros(self.shape, bool)
-        region[win.slices] = inp.valid
+        # Free cells: those alpha sees and does not hold yet (its own cells cannot change in an
+        # expansion move, so they enter only as fixed neighbours) ...
+        mine = self.labels[win.slices] == alpha
+        free = inp.valid & ~mine
+        # ... within reach of its territory (a cell far from it would have to join as an
+        # island, which never pays after the best-view start).
+        if self.reach_cells > 0 and mine.any():
+            k = 2 * self.reach_cells + 1
+            near = cv2.dilate(mine.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))) > 0
+            free &= near
+        region[win.slices] = free
         if not region[win.slices].any():
             return 0
         # Work on the window grown by one cell, so that edges to fixed neighbours are seen.
