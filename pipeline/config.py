@@ -231,6 +231,8 @@ class OrthoConfig:
     blend_low_factor: int = 8
     # Balance exposure with one gain per image and channel, solved from overlaps.
     exposure_balance: bool = True
+    # Also fit and remove the lens fall-off (vignetting, hot spot) per camera: exp(a1 r^2 + a2 r^4).
+    vignetting_correction: bool = True
     # Keep the decoded-image cache in work/ortho/images after the stage (faster reruns, more disk).
     keep_image_cache: bool = False
     # Long side (px) of orthophoto_preview.png.

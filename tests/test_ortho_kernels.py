@@ -249,3 +249,20 @@ def test_hidden_by_measures_how_far_behind_the_surface() -> None:
     u, v, d, _ = proj.project(px, np.zeros(2, np.float32), np.zeros(2, np.float32))
     behind = hidden_by(zb, u, v, d, CAM.focal_px, 0.5)
     assert behind[0] <= 0 and behind[1] > 2.0  # open ground; ground well behind the 10 m box
+
+
+def test_vignetting_fit_recovers_the_fall_off_and_gains() -> None:
+    from pipeline.ortho.exposure import PairSamples, fit_vignetting
+
+    rng = np.random.default_rng(4)
+    a_true = (-0.35, 0.08)
+    gains = [1.0, 0.8, 1.25]
+    ground = rng.uniform(40, 200, 3000).astype(np.float32)
+    r2 = [rng.uniform(0, 1, 3000).astype(np.float32) for _ in gains]
+
+    def seen(i: int) -> np.ndarray:
+        return ground * gains[i] * np.exp(a_true[0] * r2[i] + a_true[1] * r2[i] ** 2)
+
+    pairs = [PairSamples(i, j, seen(i), seen(j), r2[i], r2[j]) for i, j in ((0, 1), (1, 2), (0, 2))]
+    coeffs = fit_vignetting(pairs, [0, 0, 0], 1, ridge=1e-6)
+    assert np.allclose(coeffs[0], a_true, atol=0.02)

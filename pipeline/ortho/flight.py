@@ -19,7 +19,7 @@ from models.errors import ReconstructionError
 from models.raster import GridSpec, Window
 from models.reconstruction import Reconstruction
 from pipeline.ortho.dsm import DsmSource, HeightRange
-from pipeline.ortho.exposure import OverlapStats, overlap_stats, solve_gains
+from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_vignetting, overlap_stats, solve_gains, vignetting_factor
 from pipeline.ortho.geometry import footprint_bounds
 from pipeline.ortho.plan import ImageView, window_covering
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
@@ -93,15 +93,14 @@ def load_seam_inputs(ws: Workspace, views: list[ImageView]) -> list[SeamInput]:
         data = ws.load_ortho_arrays(Path(v.seam_data))
         win = v.seam_window if v.seam_window is not None else Window(0, 0, 0, 0)
         cost = data["cost"].astype(np.float32)
-        out.append(SeamInput(win, data["valid"].astype(bool), cost, data["rgb"].astype(np.uint8)))
+        r2 = data["r2"].astype(np.float32) if "r2" in data else np.zeros(cost.shape, np.float32)
+        out.append(SeamInput(win, data["valid"].astype(bool), cost, data["rgb"].astype(np.uint8), r2))
     return out
 
 
-def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool) -> list[ImageView]:
-    """Gains per image from the seam-grid overlaps (all ones when disabled)."""
-    if not enabled or len(views) < 2:
-        return views
-    stats: list[OverlapStats] = []
+def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+    """Pairs of images whose seam windows overlap, with the shared part in each one's arrays."""
+    out = []
     for i in range(len(inputs)):
         a = inputs[i]
         for j in range(i + 1, len(inputs)):
@@ -113,15 +112,57 @@ def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool) -> l
             if c1 <= c0 or r1 <= r0:
                 continue
             inter = Window(c0, r0, c1 - c0, r1 - r0)
-            sa = inter.relative_to(a.window).slices
-            sb = inter.relative_to(b.window).slices
+            out.append((i, j, inter.relative_to(a.window).slices, inter.relative_to(b.window).slices))
+    return out
+
+
+def devignetted(inp: SeamInput, coeffs: tuple[float, float]) -> SeamInput:
+    """The seam samples with the lens fall-off removed."""
+    if inp.r2 is None or (coeffs[0] == 0.0 and coeffs[1] == 0.0):
+        return inp
+    f = vignetting_factor(inp.r2, coeffs)
+    rgb = np.clip(inp.rgb.astype(np.float32) * f[..., None], 0, 255).astype(np.uint8)
+    return replace(inp, rgb=rgb)
+
+
+def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, vignetting: bool = True) -> tuple[list[ImageView], list[SeamInput]]:
+    """Lens fall-off per camera and gains per image and channel, from the seam-grid overlaps.
+
+    Returns the views with ``vignette`` and ``gain`` set, and the seam samples with the
+    fall-off removed (what the seam solve compares).
+    """
+    if not enabled or len(views) < 2:
+        return views, inputs
+    pairs = _overlaps(inputs)
+    if vignetting:
+        cams = sorted({v.camera.camera_id for v in views})
+        camera_of = [cams.index(v.camera.camera_id) for v in views]
+        samples = []
+        for i, j, sa, sb in pairs:
+            a, b = inputs[i], inputs[j]
             both = a.valid[sa] & b.valid[sb]
-            s = overlap_stats(i, j, a.rgb[sa], b.rgb[sb], both)
-            if s is not None:
-                stats.append(s)
+            if a.r2 is None or b.r2 is None or int(both.sum()) < 16:
+                continue
+            step = max(1, int(both.sum()) // 400)
+            samples.append(
+                PairSamples(
+                    i, j, a.rgb[sa][both][::step].mean(axis=1).astype(np.float32), b.rgb[sb][both][::step].mean(axis=1).astype(np.float32),
+                    a.r2[sa][both][::step], b.r2[sb][both][::step],
+                )
+            )
+        coeffs = fit_vignetting(samples, camera_of, len(cams))
+        logger.info("lens fall-off per camera (a1, a2): %s", ", ".join(f"{c}: ({k[0]:.3f}, {k[1]:.3f})" for c, k in zip(cams, coeffs)))
+        views = [replace(v, vignette=(float(coeffs[c][0]), float(coeffs[c][1]))) for v, c in zip(views, camera_of)]
+        inputs = [devignetted(inp, v.vignette) for inp, v in zip(inputs, views)]
+    stats: list[OverlapStats] = []
+    for i, j, sa, sb in pairs:
+        a, b = inputs[i], inputs[j]
+        s = overlap_stats(i, j, a.rgb[sa], b.rgb[sb], a.valid[sa] & b.valid[sb])
+        if s is not None:
+            stats.append(s)
     gains = solve_gains(len(views), stats)
     logger.info("exposure gains from %d overlaps: %.3f .. %.3f", len(stats), float(gains.min()), float(gains.max()))
-    return [replace(v, gain=(float(g[0]), float(g[1]), float(g[2]))) for v, g in zip(views, gains)]
+    return [replace(v, gain=(float(g[0]), float(g[1]), float(g[2]))) for v, g in zip(views, gains)], inputs
 
 
 def with_blur_penalties(views: list[ImageView]) -> list[ImageView]:
@@ -144,7 +185,7 @@ def solve_seams(
         g = np.asarray(v.gain, np.float32)
         rgb = np.clip(inp.rgb.astype(np.float32) * g, 0, 255).astype(np.uint8)
         cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
-        prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb))
+        prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.r2))
     geo = seam_geometry_cost(z, seam_grid.resolution, weights)
     solver = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights)
     e0 = solver.energy()

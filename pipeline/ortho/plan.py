@@ -64,6 +64,7 @@ class ImageView:
     sharpness: float = 0.0
     blur_penalty: float = 0.0
     gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    vignette: tuple[float, float] = (0.0, 0.0)  # lens fall-off exp(a1 r^2 + a2 r^4) of its camera
 
     @property
     def center(self) -> np.ndarray:

@@ -23,6 +23,7 @@ from drone_io.image_decode import exact_reduction, read_image_rgb
 from models.errors import InputError
 from models.raster import GridSpec
 from pipeline.ortho.dsm import HeightRange, floor_heights
+from pipeline.ortho.exposure import radius2
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
 from pipeline.ortho.select import sharpness, view_cost
@@ -130,7 +131,10 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
         seam_window=win,
     )
     if win.width == 0 or win.height == 0:
-        ws.save_ortho_arrays(seam_path, valid=np.zeros((0, 0), bool), cost=np.zeros((0, 0), np.float32), rgb=np.zeros((0, 0, 3), np.uint8))
+        ws.save_ortho_arrays(
+            seam_path, valid=np.zeros((0, 0), bool), cost=np.zeros((0, 0), np.float32), rgb=np.zeros((0, 0, 3), np.uint8),
+            r2=np.zeros((0, 0), np.float32),
+        )
         return filled
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
     seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
@@ -155,6 +159,7 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     u, v, d, ok = proj.project(X, Y, Z)
     valid = ok & inside_image(u, v, work_w, work_h, 0.5) & visible(zbuf, u, v, d, work_cam.focal_px, tol)
     cost = view_cost(proj.center_local, cam.focal_px, X, Y, Z, plan.gsd_m, plan.params.view)
+    r2 = np.where(valid, radius2(u, v, work_cam.cx, work_cam.cy, work_w, work_h), np.float32(0.0)).astype(np.float32)
     # Colours from the image reduced to the seam grid's cell size.
     u = (u + np.float32(0.5)) * np.float32(seam_w / work_w) - np.float32(0.5)
     v = (v + np.float32(0.5)) * np.float32(seam_h / work_h) - np.float32(0.5)
@@ -162,5 +167,7 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     if valid.any():
         cols = sample_image(seam_img, u[valid], v[valid])
         rgb[valid] = np.clip(np.rint(cols), 0, 255).astype(np.uint8)
-    ws.save_ortho_arrays(seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb)
+    ws.save_ortho_arrays(
+        seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb, r2=r2
+    )
     return filled

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from models.raster import GridSpec, Window
 from pipeline.ortho.blend import low_band_corrections
 from pipeline.ortho.dsm import DsmWindow
+from pipeline.ortho.exposure import radius2, vignetting_factor
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, bounds_intersect, window_bounds
 from pipeline.ortho.prep import load_height_range, load_occluders, sample_image
@@ -117,14 +118,23 @@ class _View:
         r1 = min(h, int(math.ceil(float(v.max()))) + 3)
         crop = np.ascontiguousarray(arr[r0:r1, c0:c1])
         cols = sample_image(crop, u - np.float32(c0), v - np.float32(r0), self.interpolation)
-        return cols * self.gain
+        return self._balanced(cols, u, v)
+
+    def _balanced(self, cols: F32, u: F32, v: F32) -> F32:
+        """Colours times the image's gains, with its lens fall-off removed (u, v: working pixels)."""
+        a = self.view.vignette
+        if a[0] == 0.0 and a[1] == 0.0:
+            return cols * self.gain
+        cam = self.cam
+        f = vignetting_factor(radius2(u, v, cam.cx, cam.cy, cam.width, cam.height), a)
+        return cols * (f[:, None] * self.gain[None, :])
 
     def sample_low(self, u: F32, v: F32) -> F32:
         if self._low is None:
             self._low = np.asarray(np.load(self.view.low_cache))
         ul = (u + np.float32(0.5)) * np.float32(self.low_sx) - np.float32(0.5)
         vl = (v + np.float32(0.5)) * np.float32(self.low_sy) - np.float32(0.5)
-        return sample_image(self._low, ul, vl) * self.gain
+        return self._balanced(sample_image(self._low, ul, vl), u, v)
 
 
 def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> NDArray[np.int32] | None:
