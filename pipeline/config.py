@@ -226,13 +226,14 @@ class OrthoConfig:
     # canopies and DSM noise hide ground by little; a building's wall by metres).
     fill_hidden_m: float = 2.0
     # Gaussian sigma (ortho pixels) over which brightness and colour cross a seam.
-    blend_sigma_px: float = 24.0
+    blend_sigma_px: float = 48.0
     # Ortho pixels per cell of the coarse grid used for the low band of the blend.
     blend_low_factor: int = 8
     # Balance exposure with one gain per image and channel, solved from overlaps.
     exposure_balance: bool = True
-    # Also fit and remove the lens fall-off (vignetting, hot spot) per camera: exp(a1 r^2 + a2 r^4).
-    vignetting_correction: bool = True
+    # Also fit and remove brightness that varies across the frame: the lens fall-off per camera
+    # (exp(a1 r^2 + a2 r^4)) and a smooth quadratic field per image (hot spot, sun angle).
+    shading_correction: bool = True
     # Keep the decoded-image cache in work/ortho/images after the stage (faster reruns, more disk).
     keep_image_cache: bool = False
     # Long side (px) of orthophoto_preview.png.

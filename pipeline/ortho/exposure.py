@@ -74,44 +74,60 @@ def solve_gains(n_images: int, stats: list[OverlapStats], sigma_n: float = 10.0,
     return np.clip(gains, 0.25, 4.0)
 
 
-def vignetting_factor(r2: F32, coeffs: tuple[float, float]) -> F32:
-    """Multiplier that removes the lens fall-off at normalised squared radius ``r2``.
+N_SHADING = 7  # x, y, x^2, xy, y^2 per image; r^2, r^4 per camera
 
-    The fall-off is exp(a1 r^2 + a2 r^4) (r = 1 at the image corner), so the correction is its inverse.
+
+def normalized_xy(u: F32, v: F32, cx: float, cy: float, width: int, height: int) -> tuple[F32, F32]:
+    """Image position relative to the principal point, in half-diagonals (the corners are at radius 1)."""
+    inv = np.float32(1.0 / (0.5 * np.hypot(width, height)))
+    return ((u - np.float32(cx)) * inv).astype(np.float32), ((v - np.float32(cy)) * inv).astype(np.float32)
+
+
+def _basis(x: NDArray[np.floating], y: NDArray[np.floating]) -> list[NDArray[np.floating]]:
+    r2 = x * x + y * y
+    return [x, y, x * x, x * y, y * y, r2, r2 * r2]
+
+
+def shading_factor(x: F32, y: F32, coeffs: tuple[float, ...]) -> F32:
+    """Multiplier that removes an image's brightness field at normalised position (x, y).
+
+    The field is exp(c . basis): a quadratic in the image position (light that changes across
+    the frame: hot spot, sun angle) plus the camera's radial lens fall-off (r^2, r^4).
     """
-    a1, a2 = np.float32(coeffs[0]), np.float32(coeffs[1])
-    return np.exp(-(a1 * r2 + a2 * r2 * r2)).astype(np.float32)
-
-
-def radius2(u: F32, v: F32, cx: float, cy: float, width: int, height: int) -> F32:
-    """Squared radius from the principal point, 1.0 at the image corners."""
-    half_diag2 = np.float32(0.25 * (width * width + height * height))
-    du = u - np.float32(cx)
-    dv = v - np.float32(cy)
-    return ((du * du + dv * dv) / half_diag2).astype(np.float32)
+    if not any(coeffs):
+        return np.ones(np.shape(x), np.float32)
+    f = np.zeros(np.shape(x), np.float32)
+    for c, b in zip(coeffs, _basis(x, y)):
+        if c != 0.0:
+            f += np.float32(c) * b
+    return np.exp(-f).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
 class PairSamples:
-    """Grey levels of two images at the same ground cells, with each image's squared radius there."""
+    """Grey levels of two images at the same ground cells, with each image's normalised position there."""
 
     i: int
     j: int
     grey_i: F32
     grey_j: F32
-    r2_i: F32
-    r2_j: F32
+    xy_i: tuple[F32, F32]
+    xy_j: tuple[F32, F32]
 
 
-def fit_vignetting(pairs: list[PairSamples], camera_of: list[int], n_cameras: int, ridge: float = 1e-3) -> NDArray[np.float64]:
-    """(n_cameras, 2) fall-off coefficients, fitted jointly with per-image log gains.
+def fit_shading(
+    pairs: list[PairSamples], camera_of: list[int], n_cameras: int, ridge_image: float = 0.5, ridge: float = 1e-4
+) -> NDArray[np.float64]:
+    """(n_images, 7) brightness-field coefficients, fitted jointly with per-image log gains.
 
-    log g_i - log g_j + f_ci(r_i) - f_cj(r_j) = log I_i - log I_j over every overlap, with
-    f(r) = a1 r^2 + a2 r^4 per camera. Pairs whose ratio strays from its median (moving
-    objects, parallax) are trimmed; a small ridge keeps an unseen camera at zero.
+    log I_i - log I_j = (g_i + f_i(x_i, y_i)) - (g_j + f_j(x_j, y_j)) over every overlap; f_i is
+    a quadratic of the image position (per image, held near zero by ``ridge_image`` unless the
+    overlaps demand it) plus the radial fall-off of the image's camera. Cells whose ratio strays
+    from the pair's median (moving objects, parallax) are trimmed.
     """
     n = len(camera_of)
-    m = n + 2 * n_cameras
+    per = 6  # gain + 5 field terms per image
+    m = per * n + 2 * n_cameras
     ata = np.zeros((m, m))
     atb = np.zeros(m)
     for s in pairs:
@@ -122,28 +138,35 @@ def fit_vignetting(pairs: list[PairSamples], camera_of: list[int], n_cameras: in
         med = float(np.median(d))
         mad = float(np.median(np.abs(d - med))) + 1e-3
         keep = np.abs(d - med) < 3.0 * 1.4826 * mad
-        d = d[keep].astype(np.float64)
-        ri = s.r2_i[ok][keep].astype(np.float64)
-        rj = s.r2_j[ok][keep].astype(np.float64)
-        k = d.shape[0]
-        if k < 16:
+        if int(keep.sum()) < 16:
             continue
+        d = d[keep].astype(np.float64)
+        k = d.shape[0]
         a = np.zeros((k, m))
-        a[:, s.i] = 1.0
-        a[:, s.j] -= 1.0
-        ci, cj = n + 2 * camera_of[s.i], n + 2 * camera_of[s.j]
-        a[:, ci] += ri
-        a[:, ci + 1] += ri * ri
-        a[:, cj] -= rj
-        a[:, cj + 1] -= rj * rj
+        for img, sign, (x, y) in ((s.i, 1.0, s.xy_i), (s.j, -1.0, s.xy_j)):
+            b = _basis(x[ok][keep].astype(np.float64), y[ok][keep].astype(np.float64))
+            a[:, per * img] += sign
+            for t in range(5):
+                a[:, per * img + 1 + t] += sign * b[t]
+            c = per * n + 2 * camera_of[img]
+            a[:, c] += sign * b[5]
+            a[:, c + 1] += sign * b[6]
         w = 1.0 / k  # every overlap counts about the same, whatever its size
         ata += w * a.T @ a
         atb += w * a.T @ d
-    ata[:n, :n] += 1.0 / max(n, 1)  # the mean log gain is free: pin it
-    ata[n:, n:] += ridge * np.eye(2 * n_cameras)
-    ata[:n, :n] += ridge * np.eye(n)
+    gains = np.arange(n) * per
+    ata[np.ix_(gains, gains)] += 1.0 / max(n, 1)  # the mean log gain is free: pin it
+    reg = np.full(m, ridge)
+    for t in range(1, per):
+        reg[np.arange(n) * per + t] = ridge_image
+    ata += np.diag(reg)
     x = np.linalg.solve(ata, atb)
-    return np.asarray(x[n:].reshape(n_cameras, 2), dtype=np.float64)
+    out = np.zeros((n, N_SHADING))
+    for img in range(n):
+        out[img, :5] = x[per * img + 1 : per * img + 6]
+        c = per * n + 2 * camera_of[img]
+        out[img, 5:] = x[c : c + 2]
+    return out
 
 
 def apply_gain(rgb: NDArray[np.float32] | U8, gain: NDArray[np.float64] | tuple[float, float, float]) -> F32:

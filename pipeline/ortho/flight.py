@@ -19,7 +19,7 @@ from models.errors import ReconstructionError
 from models.raster import GridSpec, Window
 from models.reconstruction import Reconstruction
 from pipeline.ortho.dsm import DsmSource, HeightRange
-from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_vignetting, overlap_stats, solve_gains, vignetting_factor
+from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_shading, overlap_stats, shading_factor, solve_gains
 from pipeline.ortho.geometry import footprint_bounds
 from pipeline.ortho.plan import ImageView, window_covering
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
@@ -93,8 +93,8 @@ def load_seam_inputs(ws: Workspace, views: list[ImageView]) -> list[SeamInput]:
         data = ws.load_ortho_arrays(Path(v.seam_data))
         win = v.seam_window if v.seam_window is not None else Window(0, 0, 0, 0)
         cost = data["cost"].astype(np.float32)
-        r2 = data["r2"].astype(np.float32) if "r2" in data else np.zeros(cost.shape, np.float32)
-        out.append(SeamInput(win, data["valid"].astype(bool), cost, data["rgb"].astype(np.uint8), r2))
+        nxy = data["nxy"].astype(np.float32) if "nxy" in data else None
+        out.append(SeamInput(win, data["valid"].astype(bool), cost, data["rgb"].astype(np.uint8), nxy))
     return out
 
 
@@ -116,44 +116,48 @@ def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slic
     return out
 
 
-def devignetted(inp: SeamInput, coeffs: tuple[float, float]) -> SeamInput:
-    """The seam samples with the lens fall-off removed."""
-    if inp.r2 is None or (coeffs[0] == 0.0 and coeffs[1] == 0.0):
+def deshaded(inp: SeamInput, coeffs: tuple[float, ...]) -> SeamInput:
+    """The seam samples with the image's brightness field removed."""
+    if inp.nxy is None or not any(coeffs):
         return inp
-    f = vignetting_factor(inp.r2, coeffs)
+    f = shading_factor(inp.nxy[..., 0], inp.nxy[..., 1], coeffs)
     rgb = np.clip(inp.rgb.astype(np.float32) * f[..., None], 0, 255).astype(np.uint8)
     return replace(inp, rgb=rgb)
 
 
-def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, vignetting: bool = True) -> tuple[list[ImageView], list[SeamInput]]:
-    """Lens fall-off per camera and gains per image and channel, from the seam-grid overlaps.
+def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, shading: bool = True) -> tuple[list[ImageView], list[SeamInput]]:
+    """Brightness fields (per image, with the lens fall-off per camera) and gains per image and
+    channel, from the seam-grid overlaps.
 
-    Returns the views with ``vignette`` and ``gain`` set, and the seam samples with the
-    fall-off removed (what the seam solve compares).
+    Returns the views with ``shading`` and ``gain`` set, and the seam samples with the
+    fields removed (what the seam solve compares).
     """
     if not enabled or len(views) < 2:
         return views, inputs
     pairs = _overlaps(inputs)
-    if vignetting:
+    if shading:
         cams = sorted({v.camera.camera_id for v in views})
         camera_of = [cams.index(v.camera.camera_id) for v in views]
         samples = []
         for i, j, sa, sb in pairs:
             a, b = inputs[i], inputs[j]
             both = a.valid[sa] & b.valid[sb]
-            if a.r2 is None or b.r2 is None or int(both.sum()) < 16:
+            if a.nxy is None or b.nxy is None or int(both.sum()) < 16:
                 continue
             step = max(1, int(both.sum()) // 400)
+            pa, pb = a.nxy[sa][both][::step], b.nxy[sb][both][::step]
             samples.append(
                 PairSamples(
                     i, j, a.rgb[sa][both][::step].mean(axis=1).astype(np.float32), b.rgb[sb][both][::step].mean(axis=1).astype(np.float32),
-                    a.r2[sa][both][::step], b.r2[sb][both][::step],
+                    (pa[:, 0], pa[:, 1]), (pb[:, 0], pb[:, 1]),
                 )
             )
-        coeffs = fit_vignetting(samples, camera_of, len(cams))
-        logger.info("lens fall-off per camera (a1, a2): %s", ", ".join(f"{c}: ({k[0]:.3f}, {k[1]:.3f})" for c, k in zip(cams, coeffs)))
-        views = [replace(v, vignette=(float(coeffs[c][0]), float(coeffs[c][1]))) for v, c in zip(views, camera_of)]
-        inputs = [devignetted(inp, v.vignette) for inp, v in zip(inputs, views)]
+        coeffs = fit_shading(samples, camera_of, len(cams))
+        for c in range(len(cams)):
+            k = coeffs[camera_of.index(c)]
+            logger.info("lens fall-off of %s: exp(%.3f r^2 + %.3f r^4)", cams[c], k[5], k[6])
+        views = [replace(v, shading=tuple(float(t) for t in k)) for v, k in zip(views, coeffs)]
+        inputs = [deshaded(inp, v.shading) for inp, v in zip(inputs, views)]
     stats: list[OverlapStats] = []
     for i, j, sa, sb in pairs:
         a, b = inputs[i], inputs[j]
@@ -185,7 +189,7 @@ def solve_seams(
         g = np.asarray(v.gain, np.float32)
         rgb = np.clip(inp.rgb.astype(np.float32) * g, 0, 255).astype(np.uint8)
         cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
-        prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.r2))
+        prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.nxy))
     geo = seam_geometry_cost(z, seam_grid.resolution, weights)
     solver = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights)
     e0 = solver.energy()

@@ -22,7 +22,7 @@ class OrthoParams:
     # Ortho pixels per cell of the coarse blending grid.
     low_factor: int = 8
     # Width (ortho pixels, Gaussian sigma) over which brightness and colour cross a seam.
-    blend_sigma_px: float = 24.0
+    blend_sigma_px: float = 48.0
     # How far behind the z-buffer surface (m) a sample may be and still count as visible.
     occlusion_tolerance_m: float = 0.5
     # Height step (m) in the DSM above which cells take the nearest DSM height, not a bilinear ramp.
@@ -64,7 +64,7 @@ class ImageView:
     sharpness: float = 0.0
     blur_penalty: float = 0.0
     gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    vignette: tuple[float, float] = (0.0, 0.0)  # lens fall-off exp(a1 r^2 + a2 r^4) of its camera
+    shading: tuple[float, ...] = ()  # brightness field across the frame (pipeline.ortho.exposure.shading_factor)
 
     @property
     def center(self) -> np.ndarray:

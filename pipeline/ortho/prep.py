@@ -23,7 +23,7 @@ from drone_io.image_decode import exact_reduction, read_image_rgb
 from models.errors import InputError
 from models.raster import GridSpec
 from pipeline.ortho.dsm import HeightRange, floor_heights
-from pipeline.ortho.exposure import radius2
+from pipeline.ortho.exposure import normalized_xy
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
 from pipeline.ortho.select import sharpness, view_cost
@@ -133,7 +133,7 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     if win.width == 0 or win.height == 0:
         ws.save_ortho_arrays(
             seam_path, valid=np.zeros((0, 0), bool), cost=np.zeros((0, 0), np.float32), rgb=np.zeros((0, 0, 3), np.uint8),
-            r2=np.zeros((0, 0), np.float32),
+            nxy=np.zeros((0, 0, 2), np.float32),
         )
         return filled
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
@@ -159,7 +159,8 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     u, v, d, ok = proj.project(X, Y, Z)
     valid = ok & inside_image(u, v, work_w, work_h, 0.5) & visible(zbuf, u, v, d, work_cam.focal_px, tol)
     cost = view_cost(proj.center_local, cam.focal_px, X, Y, Z, plan.gsd_m, plan.params.view)
-    r2 = np.where(valid, radius2(u, v, work_cam.cx, work_cam.cy, work_w, work_h), np.float32(0.0)).astype(np.float32)
+    nx, ny = normalized_xy(u, v, work_cam.cx, work_cam.cy, work_w, work_h)
+    nxy = np.stack([np.where(valid, nx, 0.0), np.where(valid, ny, 0.0)], axis=-1).astype(np.float32)
     # Colours from the image reduced to the seam grid's cell size.
     u = (u + np.float32(0.5)) * np.float32(seam_w / work_w) - np.float32(0.5)
     v = (v + np.float32(0.5)) * np.float32(seam_h / work_h) - np.float32(0.5)
@@ -168,6 +169,6 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
         cols = sample_image(seam_img, u[valid], v[valid])
         rgb[valid] = np.clip(np.rint(cols), 0, 255).astype(np.uint8)
     ws.save_ortho_arrays(
-        seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb, r2=r2
+        seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb, nxy=nxy
     )
     return filled

@@ -69,7 +69,7 @@ class SeamInput:
     valid: BoolArray  # (h, w) in frame and not occluded
     cost: F32  # (h, w) view cost (data term per square metre)
     rgb: U8  # (h, w, 3) gain-compensated colour of the image at the cells
-    r2: F32 | None = None  # (h, w) squared radius in the image (1 at the corners), for the fall-off
+    nxy: F32 | None = None  # (h, w, 2) position in the image (half-diagonals from the principal point)
 
 
 def seam_geometry_cost(z: F32, cell_m: float, weights: SeamWeights, ground_radius_m: float = 15.0) -> F32:

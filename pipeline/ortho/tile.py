@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from models.raster import GridSpec, Window
 from pipeline.ortho.blend import low_band_corrections
 from pipeline.ortho.dsm import DsmWindow
-from pipeline.ortho.exposure import radius2, vignetting_factor
+from pipeline.ortho.exposure import normalized_xy, shading_factor
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, bounds_intersect, window_bounds
 from pipeline.ortho.prep import load_height_range, load_occluders, sample_image
@@ -121,12 +121,13 @@ class _View:
         return self._balanced(cols, u, v)
 
     def _balanced(self, cols: F32, u: F32, v: F32) -> F32:
-        """Colours times the image's gains, with its lens fall-off removed (u, v: working pixels)."""
-        a = self.view.vignette
-        if a[0] == 0.0 and a[1] == 0.0:
+        """Colours times the image's gains, with its brightness field removed (u, v: working pixels)."""
+        coeffs = self.view.shading
+        if not any(coeffs):
             return cols * self.gain
         cam = self.cam
-        f = vignetting_factor(radius2(u, v, cam.cx, cam.cy, cam.width, cam.height), a)
+        x, y = normalized_xy(u, v, cam.cx, cam.cy, cam.width, cam.height)
+        f = shading_factor(x, y, coeffs)
         return cols * (f[:, None] * self.gain[None, :])
 
     def sample_low(self, u: F32, v: F32) -> F32:

@@ -145,7 +145,7 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     views = flight.with_blur_penalties(views)
     t_prep = time.perf_counter()
     inputs = flight.load_seam_inputs(ws, views)
-    views, inputs = flight.balance(views, inputs, oc.exposure_balance, oc.vignetting_correction)
+    views, inputs = flight.balance(views, inputs, oc.exposure_balance, oc.shading_correction)
     labels = flight.solve_seams(views, inputs, seam_grid, seam_z, params.seam, params.view.sharpness, params.seam_sweeps)
     del inputs
     ws.save_ortho_array(ws.ortho_labels_path, labels)
