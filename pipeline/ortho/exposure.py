@@ -142,18 +142,21 @@ def fit_shading(
             continue
         d = d[keep].astype(np.float64)
         k = d.shape[0]
-        a = np.zeros((k, m))
-        for img, sign, (x, y) in ((s.i, 1.0, s.xy_i), (s.j, -1.0, s.xy_j)):
+        # Only the two images' and their cameras' unknowns appear: fill that block alone.
+        ci, cj = per * n + 2 * camera_of[s.i], per * n + 2 * camera_of[s.j]
+        cols = list(range(per * s.i, per * s.i + per)) + list(range(per * s.j, per * s.j + per)) + [ci, ci + 1, cj, cj + 1]
+        a = np.zeros((k, len(cols)))
+        for off, sign, (x, y), c in ((0, 1.0, s.xy_i, 2 * per), (per, -1.0, s.xy_j, 2 * per + 2)):
             b = _basis(x[ok][keep].astype(np.float64), y[ok][keep].astype(np.float64))
-            a[:, per * img] += sign
+            a[:, off] = sign
             for t in range(5):
-                a[:, per * img + 1 + t] += sign * b[t]
-            c = per * n + 2 * camera_of[img]
+                a[:, off + 1 + t] = sign * b[t]
             a[:, c] += sign * b[5]
             a[:, c + 1] += sign * b[6]
         w = 1.0 / k  # every overlap counts about the same, whatever its size
-        ata += w * a.T @ a
-        atb += w * a.T @ d
+        idx = np.asarray(cols)
+        np.add.at(ata, (idx[:, None], idx[None, :]), w * a.T @ a)
+        np.add.at(atb, idx, w * a.T @ d)
     gains = np.arange(n) * per
     ata[np.ix_(gains, gains)] += 1.0 / max(n, 1)  # the mean log gain is free: pin it
     reg = np.full(m, ridge)
