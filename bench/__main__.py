@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARKS: list[str] = ["ingest", "ortho"]
+BENCHMARKS: list[str] = ["ingest", "synth", "ortho"]
 
 
 def main(argv: list[str]) -> int:

@@ -28,10 +28,9 @@ EXIT_INTERRUPTED = 130
 _LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+def setup_logging(verbose: bool = False, quiet: bool = False) -> logging.Handler:
+    """Send log records to stderr; returns the handler so the caller can remove it again."""
     root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
     console.setFormatter(logging.Formatter(_LOG_FORMAT, "%H:%M:%S"))
@@ -39,6 +38,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     root.setLevel(logging.DEBUG)
     for noisy in ("distributed", "tornado", "asyncio", "rasterio", "fiona", "PIL", "matplotlib", "numba", "exifread"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return console
 
 
 def add_file_log(path: Path) -> logging.Handler:
@@ -119,6 +119,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         no_gps=args.no_gps,
         oblique_deg=args.oblique,
+        front_overlap=args.front_overlap,
+        side_overlap=args.side_overlap,
+        altitude_agl_m=args.altitude,
+        gps_sigma_h_m=args.gps_sigma,
     )
     result = render_flight(Path(args.out_dir), options)
     print(result.describe())
@@ -181,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--no-gps", action="store_true", help="strip GPS from the images (geotag from the log)")
     syn.add_argument("--oblique", type=float, default=None, metavar="DEG", help="gimbal pitch in degrees (default -90)")
+    syn.add_argument("--front-overlap", type=float, default=None, metavar="F", help="along-track overlap 0..0.95 (preset: 0.75)")
+    syn.add_argument("--side-overlap", type=float, default=None, metavar="F", help="across-track overlap 0..0.95 (preset: 0.65)")
+    syn.add_argument("--altitude", type=float, default=None, metavar="M", help="flight height above ground in m (sets the GSD)")
+    syn.add_argument("--gps-sigma", type=float, default=None, metavar="M", help="EXIF GPS horizontal noise, 1-sigma m (preset: 0.5)")
     syn.set_defaults(handler=cmd_synth)
     return parser
 
@@ -203,9 +211,10 @@ def _write_crash_log(args: argparse.Namespace | None) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args: argparse.Namespace | None = None
+    console: logging.Handler | None = None
     try:
         args = parser.parse_args(argv)
-        setup_logging(args.verbose, args.quiet)
+        console = setup_logging(args.verbose, args.quiet)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except AerobaseError as exc:
@@ -222,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        if console is not None:
+            logging.getLogger().removeHandler(console)
 
 
 if __name__ == "__main__":
