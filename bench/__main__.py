@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARKS: list[str] = ["ingest", "synth", "sfm", "dense"]
+BENCHMARKS: list[str] = ["ingest", "synth", "sfm", "dense", "ortho"]
 
 
 def main(argv: list[str]) -> int:

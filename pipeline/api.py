@@ -78,6 +78,7 @@ def summarize_run(summary: RunSummary, wall_s: float) -> str:
     lines = [f"Aerobase finished in {wall_s:.1f}s. Outputs in {ws.root}:"]
     for path in (
         ws.orthophoto_path,
+        ws.orthophoto_preview_path,
         ws.dsm_path,
         ws.dtm_path,
         ws.pointcloud_path,
@@ -92,6 +93,13 @@ def summarize_run(summary: RunSummary, wall_s: float) -> str:
         lines.append(f"CRS: {stats['crs']}")
     if stats.get("gsd_m"):
         lines.append(f"GSD: {100 * float(stats['gsd_m']):.2f} cm")
+    ortho = stats.get("ortho") or {}
+    if ortho.get("size_px"):
+        w, h = ortho["size_px"]
+        lines.append(
+            f"Orthophoto: {w} x {h} px at {100 * float(ortho['gsd_m']):.2f} cm/px, {ortho.get('crs', '')}, "
+            f"{100 * float(ortho.get('coverage_fraction', 0)):.1f}% covered, {ortho.get('images_used', '?')} images"
+        )
     skipped = stats.get("images_skipped") or []
     lines.append(f"Images: {stats.get('images_used', stats.get('images_read', '?'))} used of {stats.get('images_total', '?')}, {len(skipped)} skipped")
     lines.append("Stages:")

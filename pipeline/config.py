@@ -51,6 +51,11 @@ class Compression(str, enum.Enum):
     DEFLATE = "deflate"
 
 
+class Interpolation(str, enum.Enum):
+    BILINEAR = "bilinear"  # 2x2 neighbourhood: fast, slightly soft
+    BICUBIC = "bicubic"  # 4x4 neighbourhood: sharper, about 3x the sampling time
+
+
 @dataclass(frozen=True)
 class InputsConfig:
     """What to process: filled from the command line, rarely from YAML."""
@@ -279,6 +284,57 @@ class OrthoConfig:
     compression: Compression = Compression.JPEG
     # JPEG quality when compression is jpeg.
     jpeg_quality: int = 90
+    # How image pixels are interpolated when sampled onto the ortho grid.
+    interpolation: Interpolation = Interpolation.BILINEAR
+    # Seam-solve cell size as a multiple of the flight GSD (coarser is faster; seams stay smooth
+    # because blending hides the cell steps).
+    seam_cell_gsd: float = 16.0
+    # ... and at least this size (m): seams only need to resolve buildings, cars and trees.
+    seam_cell_min_m: float = 0.5
+    # Upper bound on seam-grid cells for the whole flight; the seam cell grows to respect it,
+    # which keeps the flight-level seam solve's memory bounded.
+    seam_max_cells: int = 4_000_000
+    # Alpha-expansion sweeps of the seam solve (each tries every image once).
+    seam_sweeps: int = 2
+    # Weight of seam cost against view quality: higher gives shorter seams, lower more nadir views.
+    seam_weight: float = 1.0
+    # Seam cost over cells that stand above the local ground (buildings, trees), per metre of seam.
+    seam_height_weight: float = 8.0
+    # Seam cost of the colour difference between the two images (per 10 grey levels, per metre).
+    seam_colour_weight: float = 1.0
+    # View cost weight of tan(off-nadir angle).
+    view_angle_weight: float = 1.0
+    # View cost weight of ground resolution loss (distance beyond the nadir GSD).
+    view_gsd_weight: float = 0.5
+    # View cost weight of image blur (relative to the flight's median sharpness).
+    view_sharpness_weight: float = 0.5
+    # Samples this far (m) behind the DSM z-buffer surface still count as visible.
+    occlusion_tolerance_m: float = 0.5
+    # Height step (m) in the DSM above which a cell takes the nearest DSM height rather than a
+    # bilinear ramp down the wall (keeps building edges crisp).
+    dsm_edge_step_m: float = 1.0
+    # Occlusion is tested against the DSM max-pooled to cells of about this many ortho pixels
+    # (coarser is faster and more conservative: a little more ground is taken from other images).
+    occlusion_cell_px: float = 2.0
+    # Ground that no image sees unoccluded (behind a building at the edge of the flight) takes the
+    # smooth colour of the ground around it instead of showing the wall that hides it.
+    fill_occluded: bool = True
+    # ... unless the best image hides it by less than this (m): then that image is kept (rough
+    # canopies and DSM noise hide ground by little; a building's wall by metres).
+    fill_hidden_m: float = 2.0
+    # Gaussian sigma (ortho pixels) over which brightness and colour cross a seam.
+    blend_sigma_px: float = 48.0
+    # Ortho pixels per cell of the coarse grid used for the low band of the blend.
+    blend_low_factor: int = 8
+    # Balance exposure with one gain per image and channel, solved from overlaps.
+    exposure_balance: bool = True
+    # Also fit and remove brightness that varies across the frame: the lens fall-off per camera
+    # (exp(a1 r^2 + a2 r^4)) and a smooth quadratic field per image (hot spot, sun angle).
+    shading_correction: bool = True
+    # Keep the decoded-image cache in work/ortho/images after the stage (faster reruns, more disk).
+    keep_image_cache: bool = False
+    # Long side (px) of orthophoto_preview.png.
+    preview_size_px: int = 2000
 
 
 @dataclass(frozen=True)

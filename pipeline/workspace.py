@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
 
+import numpy as np
+
 from drone_io.reconstruction_io import (
     read_points_npz,
     reconstruction_from_json,
@@ -628,6 +630,72 @@ class Workspace:
                 child.unlink(missing_ok=True)
         write_bytes_atomic(marker, token.encode("utf-8"))
     # ================================ end of issue 6 ================================
+    # -- ortho (scratch of the orthomosaic stage) -------------------------------------
+    # work/ortho/images/<image>.<level>.npy  decoded images (level 'work' or 'low'), read by crops
+    # work/ortho/seam/<image>.npz            one image's samples on the seam grid
+    # work/ortho/heights.npz                 coarse DSM min/max; occluders.npy: max-pooled DSM
+    # work/ortho/labels.npy                  flight-level seam labels
+    # work/ortho/tiles/r<row>_c<col>.npz     finished tiles (RGB + mask) until the COG is written
+    @property
+    def ortho_dir(self) -> Path:
+        return self.work_dir / "ortho"
+
+    @staticmethod
+    def _ortho_key(name: str) -> str:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        return f"{safe}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+
+    def ortho_image_cache_path(self, name: str, level: str) -> Path:
+        return self.ortho_dir / "images" / f"{self._ortho_key(name)}.{level}.npy"
+
+    def ortho_seam_data_path(self, name: str) -> Path:
+        return self.ortho_dir / "seam" / f"{self._ortho_key(name)}.npz"
+
+    @property
+    def ortho_heights_path(self) -> Path:
+        return self.ortho_dir / "heights.npz"
+
+    @property
+    def ortho_occluders_path(self) -> Path:
+        return self.ortho_dir / "occluders.npy"
+
+    @property
+    def ortho_seam_heights_path(self) -> Path:
+        return self.ortho_dir / "seam_heights.npy"
+
+    @property
+    def ortho_labels_path(self) -> Path:
+        return self.ortho_dir / "labels.npy"
+
+    def ortho_tile_path(self, row_off: int, col_off: int) -> Path:
+        return self.ortho_dir / "tiles" / f"r{row_off:06d}_c{col_off:06d}.npz"
+
+    def save_ortho_array(self, path: Path, array: Any) -> None:
+        """Write one array as .npy (readable by memory-mapped crops), atomically."""
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, array)
+
+    def load_ortho_array(self, path: Path, mmap: bool = False) -> Any:
+        return np.load(path, mmap_mode="r" if mmap else None)
+
+    def save_ortho_arrays(self, path: Path, **arrays: Any) -> None:
+        """Write named arrays as one .npz, atomically."""
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+    def load_ortho_arrays(self, path: Path) -> dict[str, Any]:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+    def ortho_tile_exists(self, row_off: int, col_off: int) -> bool:
+        return self.ortho_tile_path(row_off, col_off).exists()
+
+    def clear_ortho_scratch(self, keep_images: bool = False) -> None:
+        """Remove the stage's scratch files (tiles, seam samples; image caches unless kept)."""
+        for sub in ("tiles", "seam") + (() if keep_images else ("images",)):
+            shutil.rmtree(self.ortho_dir / sub, ignore_errors=True)
 
 
 def require(condition: bool, message: str) -> None:

@@ -1,7 +1,7 @@
 """The pipeline stages, in run order. A new stage is a new module added here."""
 
 from pipeline.stage import StageSpec
-from pipeline.stages import densify, dem, features, fusion, ingest, matching, pointcloud, sfm
+from pipeline.stages import densify, dem, features, fusion, ingest, matching, ortho, pointcloud, sfm
 
 STAGES: tuple[StageSpec, ...] = (
     ingest.STAGE,
@@ -12,6 +12,7 @@ STAGES: tuple[StageSpec, ...] = (
     fusion.STAGE,
     dem.STAGE,
     pointcloud.STAGE,
+    ortho.STAGE,
 )
 
 __all__ = ["STAGES"]

@@ -1,0 +1,146 @@
+"""Ortho benchmark: the ortho stage on a synthetic flight with its true cameras and true DSM.
+
+Upstream stages (SfM, dense) are not part of the measurement: the flight's
+``truth/cameras.json`` and ``truth/dsm.tif`` go straight into the workspace.
+The flight is ``aerobase synth --preset medium`` when the generator is
+installed (set ``AEROBASE_BENCH_FLIGHT`` to reuse a rendered flight folder),
+else a smaller scene from the tests' ray caster.
+
+Each configuration runs in its own process, so peak RSS is that run's own:
+once at the flight GSD and once at half of it (4x the pixels), to show that
+memory does not grow with the mosaic. Figures:
+
+- wall time of the stage and of its phases;
+- output megapixels per second per core, by wall clock (MP / wall / cores)
+  and by CPU time (MP / CPU seconds of the process, which is what one core
+  delivers when the machine is shared), for the whole stage and for the
+  tile phase alone;
+- peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _render_flight(out: Path) -> tuple[Path, str]:
+    env = os.environ.get("AEROBASE_BENCH_FLIGHT")
+    if env and (Path(env) / "truth" / "cameras.json").exists():
+        return Path(env), f"existing flight {env}"
+    try:
+        from pipeline.synth import SynthOptions, render_flight  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return _render_scene(out / "scene"), "tests' ray-cast scene (pipeline.synth not installed)"
+    flight = out / "flight"
+    render_flight(flight, SynthOptions(preset="medium", seed=7))
+    return flight, "aerobase synth --preset medium --seed 7"
+
+
+def _render_scene(root: Path) -> Path:
+    """A town-like scene from the tests' renderer, laid out like a synth flight folder."""
+    sys.path.insert(0, str(REPO))
+    from drone_io.reconstruction_io import reconstruction_to_json
+    from tests.ortho_scene import Box, X0, Y0, make_scene
+
+    boxes = [Box(X0 + x, Y0 + y, X0 + x + 9, Y0 + y + 7, h) for x, y, h in ((12, 10, 9), (34, 12, 14), (56, 8, 6), (20, 34, 12), (48, 36, 18), (66, 30, 8))]
+    scene = make_scene(
+        root, width_m=84.0, height_m=56.0, image_size=(640, 480), focal_px=800.0, altitude=40.0, spacing=(9.0, 11.0), boxes=boxes
+    )
+    truth = root / "truth"
+    truth.mkdir(exist_ok=True)
+    (truth / "cameras.json").write_text(json.dumps(reconstruction_to_json(scene.rec)))
+    shutil.copy(scene.dsm_path, truth / "dsm.tif")
+    return root
+
+
+def _one(flight: Path, out: Path, gsd_factor: float, workers: int) -> dict[str, Any]:
+    """One ortho run in this process (called in a child process)."""
+    import dataclasses
+    import logging
+
+    import cv2
+
+    from drone_io.reconstruction_io import read_reconstruction_json
+    from models.image import ImageRecord
+    from pipeline.cluster import dask_client
+    from pipeline.config import Config, RunConfig
+    from pipeline.stages import ortho
+    from pipeline.workspace import Workspace
+
+    logging.basicConfig(level=logging.WARNING)
+    rec = read_reconstruction_json(flight / "truth" / "cameras.json")
+    ws = Workspace(out)
+    ws.ensure()
+    records = []
+    for name, img in sorted(rec.images.items()):
+        cam = rec.cameras[img.camera_id]
+        records.append(ImageRecord(name, flight / "images" / name, cam.width, cam.height, img.camera_id))
+    ws.save_images(records, [])
+    ws.save_reconstruction(rec)
+    shutil.copy(flight / "truth" / "dsm.tif", ws.dsm_path)
+    cfg = Config(run=RunConfig(workers=workers))
+    cfg = dataclasses.replace(cfg, ortho=dataclasses.replace(cfg.ortho, gsd_factor=gsd_factor))
+    cv2.setNumThreads(1)  # one core per Dask worker: the per-core figure stays honest
+    with dask_client(cfg.run) as client:
+        c0, t0 = time.process_time(), time.perf_counter()
+        report = ortho.run(ws, cfg, client)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    f = report.figures["ortho"]
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "megapixels": f["megapixels"],
+        "size_px": f["size_px"],
+        "gsd_m": f["gsd_m"],
+        "seconds": f["seconds"],
+        "coverage": f["coverage_fraction"],
+        "images_used": f["images_used"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "workers": workers,
+    }
+
+
+def run(out: Path) -> list[str]:
+    t0 = time.perf_counter()
+    flight, kind = _render_flight(out)
+    lines = [f"flight: {kind} ({time.perf_counter() - t0:.0f} s to prepare); true cameras + true DSM"]
+    workers = max(1, min(2, len(os.sched_getaffinity(0))))
+    for factor in (1.0, 0.5):
+        run_dir = out / f"ortho-{factor}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.ortho", str(flight), str(run_dir), str(factor), str(workers)],
+            cwd=REPO, capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            lines.append(f"gsd x{factor}: failed\n{proc.stderr[-2000:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        mp, wall, cpu = r["megapixels"], r["wall_s"], r["cpu_s"]
+        tiles_s = r["seconds"]["tiles"]
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
+        lines.append(
+            f"GSD {100 * r['gsd_m']:.2f} cm ({factor:g} x flight GSD): {r['size_px'][0]} x {r['size_px'][1]} px = {mp:.1f} MP, "
+            f"{r['images_used']} images, coverage {100 * r['coverage']:.1f}%"
+        )
+        lines.append(f"  wall {wall:.1f} s on {workers} workers ({phases})")
+        lines.append(
+            f"  output MP/s/core: stage {mp / wall / workers:.2f} (wall), {mp / cpu:.2f} (CPU time {cpu:.1f} s); "
+            f"tile phase {mp / tiles_s / workers:.2f} (wall)"
+        )
+        lines.append(f"  peak RSS {r['peak_rss_mb']:.0f} MB")
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return lines
+
+
+if __name__ == "__main__":
+    print(json.dumps(_one(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))))

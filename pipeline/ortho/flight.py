@@ -1,0 +1,225 @@
+"""Flight-level steps of the ortho stage, run once on the client: grid planning, gains, seams.
+
+Memory stays bounded: the seam grid is capped (``seam_max_cells``), and the
+per-image seam samples are small (one value per seam cell in the image's
+footprint).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.errors import ReconstructionError
+from models.raster import GridSpec, Window
+from models.reconstruction import Reconstruction
+from pipeline.ortho.dsm import DsmSource, HeightRange
+from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_shading, overlap_stats, shading_factor, solve_gains
+from pipeline.ortho.geometry import footprint_bounds
+from pipeline.ortho.plan import ImageView, window_covering
+from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
+from pipeline.ortho.select import blur_penalties
+from pipeline.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FlightGeometry:
+    """Where the flight looks and how finely."""
+
+    gsd_m: float  # median height above ground / focal length (px)
+    footprints: dict[str, tuple[float, float, float, float]]
+    bounds: tuple[float, float, float, float]  # union of the footprints, within the DSM
+    z_range: tuple[float, float]  # lowest and highest DSM height
+
+
+def flight_geometry(rec: Reconstruction, dsm: DsmSource, hr: HeightRange) -> FlightGeometry:
+    """GSD and footprints of every registered image, against the DSM's height range."""
+    if not rec.images:
+        raise ReconstructionError("the reconstruction has no registered images; the ortho needs at least one")
+    finite_lo = hr.z_min[np.isfinite(hr.z_min)]
+    finite_hi = hr.z_max[np.isfinite(hr.z_max)]
+    z_lo = float(finite_lo.min()) if finite_lo.size else dsm.fill_height
+    z_hi = float(finite_hi.max()) if finite_hi.size else dsm.fill_height
+    heights = []
+    footprints: dict[str, tuple[float, float, float, float]] = {}
+    for name, img in sorted(rec.images.items()):
+        cam = rec.cameras[img.camera_id]
+        c = img.pose.center
+        g_lo, g_hi = hr.range_in((c[0] - 1.0, c[1] - 1.0, c[0] + 1.0, c[1] + 1.0), dsm.fill_height)
+        ground = 0.5 * (g_lo + g_hi) if g_hi - g_lo < 5.0 else dsm.fill_height
+        heights.append((float(c[2]) - ground) / cam.focal_px)
+        fp = footprint_bounds(cam, img.pose, z_lo, max(z_lo, min(z_hi, float(c[2]) - 1.0)))
+        if fp is not None:
+            footprints[name] = fp
+    positive = [h for h in heights if h > 0]
+    if not positive or not footprints:
+        raise ReconstructionError(
+            "no camera of the reconstruction is above the DSM; check that the DSM and the cameras share a CRS and height reference"
+        )
+    gsd = float(np.median(positive))
+    left, bottom, right, top = dsm.grid.bounds
+    fx0 = min(b[0] for b in footprints.values())
+    fy0 = min(b[1] for b in footprints.values())
+    fx1 = max(b[2] for b in footprints.values())
+    fy1 = max(b[3] for b in footprints.values())
+    bounds = (max(fx0, left), max(fy0, bottom), min(fx1, right), min(fy1, top))
+    if bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
+        raise ReconstructionError("the images' footprints do not overlap the DSM; check the DSM's CRS and extent")
+    return FlightGeometry(gsd, footprints, bounds, (z_lo, z_hi))
+
+
+def seam_grid_for(grid: GridSpec, gsd: float, cell_gsd: float, max_cells: int, min_cell_m: float = 0.0) -> GridSpec:
+    """The flight-level seam grid: about ``cell_gsd`` x GSD (at least ``min_cell_m``) cells, coarser if the flight is large.
+
+    Its cells are a whole number of ortho pixels and share the ortho grid's
+    origin, so a tile expands labels to pixels by repetition.
+    """
+    area = grid.width * grid.height * grid.resolution**2
+    want = max(cell_gsd * gsd, min_cell_m, grid.resolution, math.sqrt(area / max(1, max_cells)))
+    k = max(1, int(math.ceil(want / grid.resolution - 1e-9)))
+    return GridSpec(grid.crs, grid.x_min, grid.y_max, k * grid.resolution, -(-grid.width // k), -(-grid.height // k))
+
+
+def load_seam_inputs(ws: Workspace, views: list[ImageView]) -> list[SeamInput]:
+    out = []
+    for v in views:
+        data = ws.load_ortho_arrays(Path(v.seam_data))
+        win = v.seam_window if v.seam_window is not None else Window(0, 0, 0, 0)
+        cost = data["cost"].astype(np.float32)
+        nxy = data["nxy"].astype(np.float32) if "nxy" in data else None
+        out.append(SeamInput(win, data["valid"].astype(bool), cost, data["rgb"].astype(np.uint8), nxy))
+    return out
+
+
+def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+    """Pairs of images whose seam windows overlap, with the shared part in each one's arrays."""
+    out = []
+    for i in range(len(inputs)):
+        a = inputs[i]
+        for j in range(i + 1, len(inputs)):
+            b = inputs[j]
+            c0 = max(a.window.col_off, b.window.col_off)
+            r0 = max(a.window.row_off, b.window.row_off)
+            c1 = min(a.window.col_off + a.window.width, b.window.col_off + b.window.width)
+            r1 = min(a.window.row_off + a.window.height, b.window.row_off + b.window.height)
+            if c1 <= c0 or r1 <= r0:
+                continue
+            inter = Window(c0, r0, c1 - c0, r1 - r0)
+            out.append((i, j, inter.relative_to(a.window).slices, inter.relative_to(b.window).slices))
+    return out
+
+
+def deshaded(inp: SeamInput, coeffs: tuple[float, ...]) -> SeamInput:
+    """The seam samples with the image's brightness field removed."""
+    if inp.nxy is None or not any(coeffs):
+        return inp
+    f = shading_factor(inp.nxy[..., 0], inp.nxy[..., 1], coeffs)
+    rgb = np.clip(inp.rgb.astype(np.float32) * f[..., None], 0, 255).astype(np.uint8)
+    return replace(inp, rgb=rgb)
+
+
+def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, shading: bool = True) -> tuple[list[ImageView], list[SeamInput]]:
+    """Brightness fields (per image, with the lens fall-off per camera) and gains per image and
+    channel, from the seam-grid overlaps.
+
+    Returns the views with ``shading`` and ``gain`` set, and the seam samples with the
+    fields removed (what the seam solve compares).
+    """
+    if not enabled or len(views) < 2:
+        return views, inputs
+    pairs = _overlaps(inputs)
+    if shading:
+        cams = sorted({v.camera.camera_id for v in views})
+        camera_of = [cams.index(v.camera.camera_id) for v in views]
+        samples = []
+        for i, j, sa, sb in pairs:
+            a, b = inputs[i], inputs[j]
+            both = a.valid[sa] & b.valid[sb]
+            if a.nxy is None or b.nxy is None or int(both.sum()) < 16:
+                continue
+            step = max(1, int(both.sum()) // 400)
+            pa, pb = a.nxy[sa][both][::step], b.nxy[sb][both][::step]
+            samples.append(
+                PairSamples(
+                    i, j, a.rgb[sa][both][::step].mean(axis=1).astype(np.float32), b.rgb[sb][both][::step].mean(axis=1).astype(np.float32),
+                    (pa[:, 0], pa[:, 1]), (pb[:, 0], pb[:, 1]),
+                )
+            )
+        coeffs = fit_shading(samples, camera_of, len(cams))
+        for c in range(len(cams)):
+            k = coeffs[camera_of.index(c)]
+            logger.info("lens fall-off of %s: exp(%.3f r^2 + %.3f r^4)", cams[c], k[5], k[6])
+        views = [replace(v, shading=tuple(float(t) for t in k)) for v, k in zip(views, coeffs)]
+        inputs = [deshaded(inp, v.shading) for inp, v in zip(inputs, views)]
+    stats: list[OverlapStats] = []
+    for i, j, sa, sb in pairs:
+        a, b = inputs[i], inputs[j]
+        s = overlap_stats(i, j, a.rgb[sa], b.rgb[sb], a.valid[sa] & b.valid[sb])
+        if s is not None:
+            stats.append(s)
+    gains = solve_gains(len(views), stats)
+    logger.info("exposure gains from %d overlaps: %.3f .. %.3f", len(stats), float(gains.min()), float(gains.max()))
+    return [replace(v, gain=(float(g[0]), float(g[1]), float(g[2]))) for v, g in zip(views, gains)], inputs
+
+
+def with_blur_penalties(views: list[ImageView]) -> list[ImageView]:
+    pen = blur_penalties({v.name: v.sharpness for v in views})
+    return [replace(v, blur_penalty=pen.get(v.name, 0.0)) for v in views]
+
+
+def solve_seams(
+    views: list[ImageView],
+    inputs: list[SeamInput],
+    seam_grid: GridSpec,
+    z: NDArray[np.float32],
+    weights: SeamWeights,
+    view_sharp_weight: float,
+    sweeps: int,
+) -> NDArray[np.int32]:
+    """Seam labels (image index per seam cell, -1 where no image sees the cell)."""
+    prepared = []
+    for v, inp in zip(views, inputs):
+        g = np.asarray(v.gain, np.float32)
+        rgb = np.clip(inp.rgb.astype(np.float32) * g, 0, 255).astype(np.uint8)
+        cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
+        prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.nxy))
+    geo = seam_geometry_cost(z, seam_grid.resolution, weights)
+    solver = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights)
+    e0 = solver.energy()
+    labels = solver.solve(sweeps)
+    logger.info("seam solve: energy %.1f -> %.1f on %d x %d cells", e0, solver.energy(), seam_grid.width, seam_grid.height)
+    return labels
+
+
+def image_views(
+    rec: Reconstruction, paths: dict[str, Path], footprints: dict[str, tuple[float, float, float, float]], z_max: float
+) -> list[ImageView]:
+    """The images the ortho can use, indexed in name order; ``z_max`` is the DSM's highest point."""
+    views: list[ImageView] = []
+    for name in sorted(rec.images):
+        if name not in footprints or name not in paths:
+            continue
+        img = rec.images[name]
+        min_depth = max(1.0, 0.8 * (float(img.pose.center[2]) - z_max))
+        views.append(ImageView(len(views), name, str(paths[name]), rec.cameras[img.camera_id], img.pose, footprints[name], min_depth))
+    return views
+
+
+def tile_candidates(grid: GridSpec, window: Window, margin_px: int, views: list[ImageView]) -> list[ImageView]:
+    """Images whose footprint reaches the tile or its blending margin."""
+    from pipeline.ortho.plan import bounds_intersect, window_bounds
+
+    ext = window.expanded(margin_px, grid.width, grid.height)
+    b = window_bounds(grid, ext)
+    return [v for v in views if bounds_intersect(v.footprint, b)]
+
+
+def covering_window(grid: GridSpec, bounds: tuple[float, float, float, float]) -> Window:
+    return window_covering(grid, bounds)

@@ -1,0 +1,174 @@
+"""Per-image preparation (one Dask task per image).
+
+Decodes the image once, at the working scale (about one image pixel per
+ortho pixel; JPEG DCT reduction when the ortho is coarser than the images),
+and caches it as a raw .npy so tile tasks read only the crops they need
+(memory-mapped). Also caches the image reduced to the blending grid, measures
+its sharpness, and samples it on the flight-level seam grid: which seam cells
+it sees (in frame, not occluded by the DSM), its view cost there and its colour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from drone_io.image_decode import exact_reduction, read_image_rgb
+from models.errors import InputError
+from models.raster import GridSpec
+from pipeline.ortho.dsm import HeightRange, floor_heights
+from pipeline.ortho.exposure import normalized_xy
+from pipeline.ortho.geometry import LocalProjector, inside_image
+from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
+from pipeline.ortho.select import sharpness, view_cost
+from pipeline.ortho.visibility import Occluders, build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
+from pipeline.workspace import Workspace
+
+U8 = NDArray[np.uint8]
+F32 = NDArray[np.float32]
+
+
+def load_height_range(ws: Workspace, plan: OrthoPlan) -> HeightRange:
+    data = ws.load_ortho_arrays(Path(plan.height_range))
+    g = data["grid"]
+    grid = GridSpec(plan.grid.crs, float(g[0]), float(g[1]), float(g[2]), int(g[3]), int(g[4]))
+    return HeightRange(grid, data["z_min"], data["z_max"])
+
+
+def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float, float, float], origin: NDArray[np.float64]) -> Occluders:
+    """Occluders (local frame) from the flight's max-pooled DSM over ``bounds``."""
+    og = plan.occluder_grid
+    r = og.resolution
+    owin = window_covering(og, (bounds[0] - r, bounds[1] - r, bounds[2] + r, bounds[3] + r))
+    if owin.width == 0 or owin.height == 0:
+        e = np.zeros(0, np.float32)
+        return Occluders(e, e, e, r)
+    pooled = np.load(plan.occluders, mmap_mode="r")
+    oz = np.asarray(pooled[owin.slices], dtype=np.float32)
+    oxs, oys = og.cell_centers(owin)
+    ground = float(origin[2])
+    floor = floor_heights(hr, oxs, oys, ground)
+    oz = np.where(np.isfinite(oz), oz, floor)  # no data: no occluder
+    return occluders_from_grid(
+        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), (oz - ground).astype(np.float32),
+        r, plan.params.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
+    )
+
+
+def working_scale(view: ImageView, plan: OrthoPlan, ground_z: float) -> float:
+    """Image scale (<= 1) at which one image pixel is about one ortho pixel at nadir."""
+    height = float(view.center[2]) - ground_z
+    if height <= 0:
+        return 1.0
+    image_gsd = height / view.camera.focal_px
+    return float(min(1.0, image_gsd / plan.grid.resolution))
+
+
+def _resize(img: U8, width: int, height: int) -> U8:
+    if img.shape[1] == width and img.shape[0] == height:
+        return img
+    return np.asarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
+def sample_image(img: NDArray[Any], u: F32, v: F32, interpolation: int = cv2.INTER_LINEAR) -> F32:
+    """Colours (n, 3) of an in-memory image at 1-D pixel coordinates (pixel-centre convention)."""
+    n = u.shape[0]
+    if n == 0:
+        return np.zeros((0, 3), np.float32)
+    cols = 4096
+    rows = -(-n // cols)
+    mu = np.full(rows * cols, -1.0, np.float32)
+    mv = np.full(rows * cols, -1.0, np.float32)
+    mu[:n] = u
+    mv[:n] = v
+    out = cv2.remap(img, mu.reshape(rows, cols), mv.reshape(rows, cols), interpolation, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out.reshape(rows * cols, -1)[:n], dtype=np.float32)
+
+
+def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
+    """Dask task: cache the image's pixels and sample it on the seam grid; returns the filled view."""
+    cam = view.camera
+    ground = plan.dsm.fill_height
+    scale = working_scale(view, plan, ground)
+    reduce = exact_reduction(cam.width, cam.height, int(math.floor(1.0 / scale + 1e-6)))
+    img = read_image_rgb(Path(view.path), reduce)
+    if img.shape[1] * reduce != cam.width or img.shape[0] * reduce != cam.height:
+        raise InputError(
+            f"image {view.path} decodes to {img.shape[1] * reduce}x{img.shape[0] * reduce} px but its camera "
+            f"model says {cam.width}x{cam.height}; rerun from ingest so the models match the files"
+        )
+    work_w = max(1, int(round(cam.width * scale)))
+    work_h = max(1, int(round(cam.height * scale)))
+    work = _resize(img, work_w, work_h)
+    del img
+    f = plan.params.low_factor
+    low_w, low_h = max(1, int(round(work_w / f))), max(1, int(round(work_h / f)))
+    low = _resize(work, low_w, low_h)
+    work_path = ws.ortho_image_cache_path(view.name, "work")
+    low_path = ws.ortho_image_cache_path(view.name, "low")
+    ws.save_ortho_array(work_path, work)
+    ws.save_ortho_array(low_path, low)
+    sharp = sharpness(work)
+
+    # -- samples on the seam grid -------------------------------------------------------
+    sg = plan.seam_grid
+    win = window_covering(sg, view.footprint)
+    seam_path = ws.ortho_seam_data_path(view.name)
+    filled = dataclasses.replace(
+        view,
+        work_cache=str(work_path),
+        work_size=(work_w, work_h),
+        low_cache=str(low_path),
+        low_size=(low_w, low_h),
+        sharpness=sharp,
+        seam_data=str(seam_path),
+        seam_window=win,
+    )
+    if win.width == 0 or win.height == 0:
+        ws.save_ortho_arrays(
+            seam_path, valid=np.zeros((0, 0), bool), cost=np.zeros((0, 0), np.float32), rgb=np.zeros((0, 0, 3), np.uint8),
+            nxy=np.zeros((0, 0, 2), np.float32),
+        )
+        return filled
+    seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
+    seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
+    seam_img = _resize(work, seam_w, seam_h)
+    hr = load_height_range(ws, plan)
+    region = window_bounds(sg, win)
+    z_lo, z_hi = hr.range_in(region, ground)
+    x_mid, y_mid = 0.5 * (region[0] + region[2]), 0.5 * (region[1] + region[3])
+    origin = np.array([x_mid, y_mid, ground])
+    # Visibility at the working scale against the flight's occluder DSM (the same test as the
+    # tiles make), so the coarse seam cells are not made blind around every building.
+    work_cam = filled.work_camera
+    proj = LocalProjector(work_cam, view.pose, origin)
+    tol = plan.params.occlusion_tolerance_m
+    occ = load_occluders(plan, hr, occluder_bounds(region, view.center, z_lo, z_hi), origin)
+    zbuf = build_zbuffer(proj, occ, zbuffer_cell(occ.spacing, work_cam.focal_px, view.min_depth))
+    z = np.asarray(np.load(plan.seam_heights, mmap_mode="r")[win.slices], dtype=np.float32)
+    xs, ys = sg.cell_centers(win)
+    X = np.broadcast_to((xs - x_mid).astype(np.float32)[None, :], z.shape)
+    Y = np.broadcast_to((ys - y_mid).astype(np.float32)[:, None], z.shape)
+    Z = (z - ground).astype(np.float32)
+    u, v, d, ok = proj.project(X, Y, Z)
+    valid = ok & inside_image(u, v, work_w, work_h, 0.5) & visible(zbuf, u, v, d, work_cam.focal_px, tol)
+    cost = view_cost(proj.center_local, cam.focal_px, X, Y, Z, plan.gsd_m, plan.params.view)
+    nx, ny = normalized_xy(u, v, work_cam.cx, work_cam.cy, work_w, work_h)
+    nxy = np.stack([np.where(valid, nx, 0.0), np.where(valid, ny, 0.0)], axis=-1).astype(np.float32)
+    # Colours from the image reduced to the seam grid's cell size.
+    u = (u + np.float32(0.5)) * np.float32(seam_w / work_w) - np.float32(0.5)
+    v = (v + np.float32(0.5)) * np.float32(seam_h / work_h) - np.float32(0.5)
+    rgb = np.zeros(z.shape + (3,), np.uint8)
+    if valid.any():
+        cols = sample_image(seam_img, u[valid], v[valid])
+        rgb[valid] = np.clip(np.rint(cols), 0, 255).astype(np.uint8)
+    ws.save_ortho_arrays(
+        seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb, nxy=nxy
+    )
+    return filled

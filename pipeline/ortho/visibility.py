@@ -1,0 +1,176 @@
+"""Occlusion against the DSM with a per-image z-buffer.
+
+The DSM cells that can hide something (cells standing above their
+surroundings, plus vertical "wall columns" at height jumps so that walls are
+solid) are projected into the image and splatted into a coarse depth buffer,
+keeping the nearest depth per buffer cell. A ground sample is visible when
+its own depth is not behind the buffer's depth at its pixel by more than a
+tolerance. The buffer cell is a little larger than the projected spacing of
+the occluder samples, and the cells at height jumps also splat their
+corners, so a roof leaves no gaps through which the ground behind it would
+wrongly show and its outline reaches the real edge: walls never smear onto
+the ground. A buffer cell that straddles an edge hides the ground in it, so
+the test errs, by at most one cell, toward taking that ground from another image.
+
+Occluders of a point Q lie on the segment from Q toward the camera while the
+ray is below the highest surface, so only the DSM between a region and the
+camera matters (:func:`occluder_bounds`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline.ortho.geometry import LocalProjector
+
+F32 = NDArray[np.float32]
+BoolArray = NDArray[np.bool_]
+
+
+def occluder_bounds(
+    region: tuple[float, float, float, float], camera_center: NDArray[np.float64], z_min: float, z_max: float
+) -> tuple[float, float, float, float]:
+    """Bounding box (x0, y0, x1, y1) of every DSM cell that can hide part of ``region`` from a camera.
+
+    A ray from a ground point at height >= z_min rises toward the camera
+    centre and clears z_max after the fraction s_max = (z_max - z_min) / (Cz -
+    z_min) of its horizontal run; the occluders lie within that run.
+    """
+    x0, y0, x1, y1 = region
+    cz = float(camera_center[2])
+    if cz <= z_max:
+        s_max = 1.0
+    else:
+        s_max = max(0.0, (z_max - z_min) / max(cz - z_min, 1e-6))
+    cx, cy = float(camera_center[0]), float(camera_center[1])
+    xs = [x0, x1, x0 + s_max * (cx - x0), x1 + s_max * (cx - x1)]
+    ys = [y0, y1, y0 + s_max * (cy - y0), y1 + s_max * (cy - y1)]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+@dataclass(frozen=True, eq=False)
+class Occluders:
+    """DSM samples that can hide something, in a local frame (float32, 1-D)."""
+
+    x: F32
+    y: F32
+    z: F32
+    spacing: float  # horizontal sample spacing (m)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def occluders_from_grid(
+    xs: F32, ys: F32, z: F32, spacing: float, tolerance_m: float, floor: F32, trim: int = 0, max_wall_levels: int = 24
+) -> Occluders:
+    """Occluder samples from heights ``z`` on a grid with cell centres ``xs`` (per column), ``ys`` (per row).
+
+    A cell is kept when it stands more than ``tolerance_m`` above ``floor``,
+    the lowest ground around it: only such cells can hide anything. Cells at
+    a height jump also get a column of samples down to the foot of the jump,
+    so that walls are solid (the far wall of a building is what hides the
+    ground just behind it). ``trim`` border cells are left out: their
+    neighbourhood is cut by the window, and a neighbouring tile sees them whole.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    tol = np.float32(tolerance_m)
+    keep = z > np.asarray(floor, np.float32) + tol
+    if trim > 0:
+        keep[:trim] = False
+        keep[-trim:] = False
+        keep[:, :trim] = False
+        keep[:, -trim:] = False
+    rows, cols = np.nonzero(keep)
+    px = [xs[cols].astype(np.float32)]
+    py = [ys[rows].astype(np.float32)]
+    pz = [z[rows, cols]]
+    foot = cv2.erode(z, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    jump = (z - foot)[rows, cols]
+    wall = jump > tol
+    if wall.any():
+        wr, wc, wj, wz = rows[wall], cols[wall], jump[wall], z[rows, cols][wall]
+        levels = int(min(max_wall_levels, max(2, np.ceil(float(wj.max()) / max(spacing, 1e-3)))))
+        for k in range(1, levels):
+            f = np.float32(k / levels)
+            px.append(xs[wc].astype(np.float32))
+            py.append(ys[wr].astype(np.float32))
+            pz.append(wz - f * wj)
+        # The corners of edge cells carry the top height too, so the roof's outline in the
+        # image reaches the real edge (centres alone stop half a cell short of it).
+        half = np.float32(0.5 * spacing)
+        for sx, sy in ((-half, -half), (-half, half), (half, -half), (half, half)):
+            px.append(xs[wc].astype(np.float32) + sx)
+            py.append(ys[wr].astype(np.float32) + sy)
+            pz.append(wz)
+    return Occluders(np.concatenate(px), np.concatenate(py), np.concatenate(pz), float(spacing))
+
+
+def zbuffer_cell(spacing: float, focal_px: float, min_depth: float, scale: float = 1.6) -> float:
+    """Z-buffer cell (image pixels): ``scale`` x the projected occluder spacing at the nearest depth.
+
+    A fixed value per image (not per tile), so every tile decides the same way.
+    """
+    return max(1.0, scale * spacing * focal_px / max(min_depth, 1e-3))
+
+
+@dataclass(frozen=True, eq=False)
+class ZBuffer:
+    """Nearest occluder depth per buffer cell of ``cell`` image pixels."""
+
+    depth: F32  # (rows, cols), +inf where nothing was splatted
+    cell: float
+
+    def _padded(self) -> F32:
+        cached = self.__dict__.get("_pad")
+        if cached is None:
+            cached = np.pad(self.depth, 1, constant_values=np.inf)
+            object.__setattr__(self, "_pad", cached)
+        return cached
+
+    def lookup(self, u: F32, v: F32) -> F32:
+        """Buffer depth at pixels (u, v): +inf outside the buffer."""
+        h, w = self.depth.shape
+        inv = np.float32(1.0 / self.cell)
+        # A ring of +inf cells around the buffer; clipping into it needs no masks, one gather.
+        padded = self._padded()
+        iu = np.clip(u * inv + np.float32(1.0), 0, w + 1).astype(np.int32)
+        iv = np.clip(v * inv + np.float32(1.0), 0, h + 1).astype(np.int32)
+        return np.asarray(padded[iv, iu], dtype=np.float32)
+
+
+def build_zbuffer(proj: LocalProjector, occ: Occluders, cell: float) -> ZBuffer:
+    """Splat occluders into a depth buffer of ``cell``-pixel cells over the image of ``proj.camera``."""
+    cam = proj.camera
+    w = int(np.ceil(cam.width / cell)) + 1
+    h = int(np.ceil(cam.height / cell)) + 1
+    buf = np.full(h * w, np.inf, np.float32)
+    if len(occ):
+        u, v, d, ok = proj.project(occ.x, occ.y, occ.z)
+        iu = np.floor(u / np.float32(cell)).astype(np.int64)
+        iv = np.floor(v / np.float32(cell)).astype(np.int64)
+        sel = ok & (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
+        np.minimum.at(buf, iv[sel] * w + iu[sel], d[sel])
+    return ZBuffer(buf.reshape(h, w), cell)
+
+
+def hidden_by(zbuf: ZBuffer, u: F32, v: F32, depth: F32, focal_px: float, tolerance_m: float) -> F32:
+    """How far (m) samples lie behind the z-buffer surface beyond the tolerance; <= 0 when visible."""
+    nearest = zbuf.lookup(u, v)
+    slack = np.float32(tolerance_m) + depth * np.float32(zbuf.cell / focal_px)
+    return np.asarray(depth - (nearest + slack), dtype=np.float32)
+
+
+def visible(zbuf: ZBuffer, u: F32, v: F32, depth: F32, focal_px: float, tolerance_m: float) -> BoolArray:
+    """Whether samples at pixels (u, v) with ``depth`` are in front of the z-buffer.
+
+    The tolerance grows with the ground size of a buffer cell, so a tilted
+    surface is not hidden by its own neighbours.
+    """
+    nearest = zbuf.lookup(u, v)
+    slack = np.float32(tolerance_m) + depth * np.float32(zbuf.cell / focal_px)
+    return depth <= nearest + slack

@@ -1,0 +1,254 @@
+"""Ortho: true orthomosaic from the DSM and the solved cameras (Dask: one task per image, then per tile).
+
+1. Plan: GSD (median height above ground / focal px), the ortho grid at
+   ``gsd_factor`` x GSD over the images' footprints, a coarse seam grid.
+2. Per image (Dask): decode once at the working scale into a cache, sample
+   the seam grid (visibility by DSM z-buffer, view cost, colour).
+3. Flight level (client): exposure gains from overlaps; seam labels by
+   alpha-expansion graph cuts (DSM height and slope, image difference).
+4. Per tile (Dask): project every cell with the true camera model, check the
+   labelled image sees it (else the best image that does), sample, blend in
+   two bands; each task writes a tile file and returns its path.
+5. Client: stream the tiles into the COG (RGB + mask, internal overviews),
+   then the preview PNG from the overviews.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rasterio
+from distributed import Client
+
+from drone_io.cog import TiledRasterWriter
+from drone_io.raster_grid import read_reduced, write_png
+from models.errors import InputError
+from models.geo import parse_crs
+from models.image import SkippedItem
+from models.raster import GridSpec, Window
+from pipeline.config import Config, Interpolation, OrthoConfig
+from pipeline.ortho import flight
+from pipeline.ortho.dsm import DsmSource, dsm_overview, heights_on_grid, scan_dsm
+from pipeline.ortho.plan import ImageView, OrthoParams, OrthoPlan
+from pipeline.ortho.prep import prepare_image
+from pipeline.ortho.seams import SeamWeights
+from pipeline.ortho.select import ViewWeights
+from pipeline.ortho.tile import TileResult, render_tile
+from pipeline.progress import map_tasks
+from pipeline.stage import StageReport, StageSpec
+from pipeline.workspace import Workspace, atomic_path
+
+logger = logging.getLogger(__name__)
+
+# GDAL block cache (MB) while tiles stream into the scratch GeoTIFF.
+_WRITE_CACHE_MB = 64
+
+
+def params_from_config(oc: OrthoConfig) -> OrthoParams:
+    return OrthoParams(
+        low_factor=max(1, oc.blend_low_factor),
+        blend_sigma_px=oc.blend_sigma_px,
+        occlusion_tolerance_m=oc.occlusion_tolerance_m,
+        edge_step_m=oc.dsm_edge_step_m,
+        occlusion_cell_px=oc.occlusion_cell_px,
+        fill_occluded=oc.fill_occluded,
+        fill_hidden_m=oc.fill_hidden_m,
+        interpolation=cv2.INTER_CUBIC if oc.interpolation == Interpolation.BICUBIC else cv2.INTER_LINEAR,
+        view=ViewWeights(angle=oc.view_angle_weight, gsd=oc.view_gsd_weight, sharpness=oc.view_sharpness_weight),
+        seam=SeamWeights(seam=oc.seam_weight, height=oc.seam_height_weight, colour=oc.seam_colour_weight),
+        seam_sweeps=oc.seam_sweeps,
+    )
+
+
+def _inputs(ws: Workspace, cfg: Config) -> list[Path]:
+    return [ws.reconstruction_path, ws.dsm_path]
+
+
+def _same_crs(a: str, b: str) -> bool:
+    try:
+        return bool(parse_crs(a).equals(parse_crs(b), ignore_axis_order=True))
+    except InputError:
+        return a == b
+
+
+@dataclass(frozen=True, eq=False)
+class FlightPlan:
+    """Everything the tile tasks need, after the per-image and flight-level steps."""
+
+    plan: OrthoPlan
+    views: list[ImageView]
+    jobs: list[tuple[Window, list[ImageView]]]  # tiles with their candidate images
+    empty: list[Window]  # tiles no image reaches
+    registered: int
+    skipped: list[SkippedItem]
+    seconds: dict[str, float]
+
+
+def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
+    """Plan the grids, prepare every image (Dask), balance exposure and solve the seams."""
+    oc = cfg.ortho
+    t0 = time.perf_counter()
+    if not ws.reconstruction_exists():
+        raise InputError(f"no solved cameras in {ws.reconstruction_path}; run the sfm stage first")
+    if not ws.dsm_path.exists():
+        raise InputError(f"no DSM at {ws.dsm_path}; run the dem stage first")
+    rec = ws.load_reconstruction()
+    dsm = DsmSource.open(ws.dsm_path)
+    if dsm.grid.crs and not _same_crs(dsm.grid.crs, rec.crs):
+        raise InputError(f"DSM {ws.dsm_path} is in {dsm.grid.crs} but the cameras are in {rec.crs}; rerun the dem stage")
+    geo = flight.flight_geometry(rec, dsm, dsm_overview(dsm))
+    res = oc.gsd_factor * geo.gsd_m
+    grid = GridSpec.covering(rec.crs, *geo.bounds, res)
+    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
+    with atomic_path(ws.ortho_occluders_path) as tmp:
+        hr, pooled_grid = scan_dsm(dsm, pool, tmp)
+    ws.save_ortho_arrays(
+        ws.ortho_heights_path,
+        grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
+        z_min=hr.z_min,
+        z_max=hr.z_max,
+    )
+    z_hi = float(np.nanmax(hr.z_max)) if np.isfinite(hr.z_max).any() else geo.z_range[1]
+    paths: dict[str, Path] = {}
+    skipped: list[SkippedItem] = []
+    if ws.images_exist():
+        paths = {r.name: Path(r.path) for r in ws.load_images()}
+    for name in sorted(rec.images):
+        if name not in paths:
+            skipped.append(SkippedItem(name, "no_image_file", f"registered image {name} has no ingested file; it is left out of the ortho"))
+        elif name not in geo.footprints:
+            skipped.append(SkippedItem(name, "no_footprint", f"image {name} does not look at the ground; it is left out of the ortho"))
+    views = flight.image_views(rec, paths, geo.footprints, z_hi)
+    if not views:
+        raise InputError("no registered image has a readable file; run ingest and sfm on this flight first")
+    seam_grid = flight.seam_grid_for(grid, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells, oc.seam_cell_min_m)
+    seam_z = heights_on_grid(dsm, seam_grid, Window(0, 0, seam_grid.width, seam_grid.height))
+    ws.save_ortho_array(ws.ortho_seam_heights_path, seam_z)
+    params = params_from_config(oc)
+    plan = OrthoPlan(
+        grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params,
+        str(ws.ortho_occluders_path), pooled_grid, str(ws.ortho_seam_heights_path),
+    )
+    logger.info(
+        "ortho grid %d x %d px at %.4f m (GSD %.4f m), seam grid %d x %d at %.3f m, %d images",
+        grid.width, grid.height, res, geo.gsd_m, seam_grid.width, seam_grid.height, seam_grid.resolution, len(views),
+    )
+    t_plan = time.perf_counter()
+
+    views = map_tasks(client, prepare_image, views, plan, ws, label="ortho-prep", item_names=[v.name for v in views])
+    views = flight.with_blur_penalties(views)
+    t_prep = time.perf_counter()
+    inputs = flight.load_seam_inputs(ws, views)
+    views, inputs = flight.balance(views, inputs, oc.exposure_balance, oc.shading_correction)
+    labels = flight.solve_seams(views, inputs, seam_grid, seam_z, params.seam, params.view.sharpness, params.seam_sweeps)
+    del inputs
+    ws.save_ortho_array(ws.ortho_labels_path, labels)
+    t_seam = time.perf_counter()
+
+    sigma_low = params.blend_sigma_px / params.low_factor
+    margin = (int(math.ceil(3.0 * sigma_low)) + 2) * params.low_factor
+    jobs: list[tuple[Window, list[ImageView]]] = []
+    empty: list[Window] = []
+    for w in grid.tiles(oc.tile_size):
+        cands = flight.tile_candidates(grid, w, margin, views)
+        if cands:
+            jobs.append((w, cands))
+        else:
+            empty.append(w)
+    seconds = {"plan": t_plan - t0, "prepare_images": t_prep - t_plan, "seams_and_exposure": t_seam - t_prep}
+    return FlightPlan(plan, views, jobs, empty, len(rec.images), skipped, seconds)
+
+
+def render_tiles(ws: Workspace, fp: FlightPlan, client: Client) -> list[TileResult]:
+    """One Dask task per tile; each writes its tile file and returns its path and figures."""
+    return map_tasks(
+        client, _tile_task, fp.jobs, fp.plan, ws, label="ortho-tile",
+        item_names=[f"r{w.row_off}c{w.col_off}" for w, _ in fp.jobs],
+    )
+
+
+def write_orthophoto(ws: Workspace, oc: OrthoConfig, fp: FlightPlan, results: list[TileResult]) -> None:
+    """Stream the tile files into the COG (the mosaic is never whole in memory), then the preview.
+
+    GDAL's block cache is capped while the tiles stream in, so the writer's
+    memory does not grow with the mosaic (it would otherwise hold up to 5% of
+    the machine's memory in dirty blocks).
+    """
+    with rasterio.Env(GDAL_CACHEMAX=_WRITE_CACHE_MB * 1024 * 1024):
+        with TiledRasterWriter(
+            ws.orthophoto_path, fp.plan.grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality
+        ) as writer:
+            for r in sorted(results, key=lambda t: (t.window.row_off, t.window.col_off)):
+                data = ws.load_ortho_arrays(Path(r.path))
+                writer.write(r.window, data["rgb"], data["mask"])
+            for w in fp.empty:
+                writer.write(w, np.zeros((3, w.height, w.width), np.uint8), np.zeros((w.height, w.width), bool))
+    write_preview(ws, oc.preview_size_px)
+
+
+def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
+    oc = cfg.ortho
+    fp = prepare_flight(ws, cfg, client)
+    t0 = time.perf_counter()
+    results = render_tiles(ws, fp, client)
+    t1 = time.perf_counter()
+    write_orthophoto(ws, oc, fp, results)
+    t2 = time.perf_counter()
+    ws.clear_ortho_scratch(keep_images=oc.keep_image_cache)
+
+    grid = fp.plan.grid
+    covered = sum(r.covered for r in results)
+    used = sorted({i for r in results for i in r.images})
+    total_px = grid.width * grid.height
+    seconds = dict(fp.seconds, tiles=t1 - t0, cog_and_preview=t2 - t1)
+    figures = {
+        "ortho": {
+            "gsd_m": grid.resolution,
+            "flight_gsd_m": fp.plan.gsd_m,
+            "size_px": [grid.width, grid.height],
+            "megapixels": round(total_px / 1e6, 3),
+            "coverage_fraction": round(covered / total_px, 6) if total_px else 0.0,
+            "images_used": len(used),
+            "images_registered": fp.registered,
+            "occluded_fill_px": sum(r.occluded_fill for r in results),
+            "tiles": len(fp.jobs),
+            "seam_cell_m": fp.plan.seam_grid.resolution,
+            "crs": grid.crs,
+            "bounds": list(grid.bounds),
+            "compression": oc.compression.value,
+            "gain_range": [min(min(v.gain) for v in fp.views), max(max(v.gain) for v in fp.views)],
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        }
+    }
+    for s in fp.skipped:
+        logger.warning("ortho: %s", s.message)
+    return StageReport(figures=figures, outputs=(ws.orthophoto_path, ws.orthophoto_preview_path), skipped=tuple(fp.skipped))
+
+
+def _tile_task(job: tuple[Window, list[ImageView]], plan: OrthoPlan, ws: Workspace) -> TileResult:
+    window, cands = job
+    return render_tile(window, plan, cands, ws)
+
+
+def write_preview(ws: Workspace, max_side: int) -> None:
+    """orthophoto_preview.png (RGBA) from the COG's overviews."""
+    data, mask = read_reduced(ws.orthophoto_path, max_side)
+    rgba = np.concatenate([data[:3], mask[None]], axis=0).astype(np.uint8)
+    with atomic_path(ws.orthophoto_preview_path) as tmp:
+        write_png(tmp, rgba)
+
+
+STAGE = StageSpec(
+    name="ortho",
+    run=run,
+    config_fields=("ortho",),
+    inputs=_inputs,
+    version=1,
+    title="true orthomosaic: visibility, seamlines, blending, COG",
+)

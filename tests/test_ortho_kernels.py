@@ -1,0 +1,271 @@
+"""Fast tests of the ortho kernels on tiny inputs built here."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from models.camera import CameraModel
+from models.pose import Pose, world_to_camera_from_gimbal
+from models.raster import Window
+from pipeline.ortho.blend import low_band_corrections
+from pipeline.ortho.exposure import overlap_stats, solve_gains
+from pipeline.ortho.geometry import LocalProjector, footprint_bounds, inside_image, scaled_camera
+from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
+from pipeline.ortho.select import ViewWeights, best_view, blur_penalties, view_cost
+from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
+
+CAM = CameraModel("c", 640, 480, 500.0, 502.0, 321.3, 238.1, k1=-0.12, k2=0.03, p1=0.001, p2=-0.0007, k3=0.002)
+UTM = np.array([512_345.0, 4_123_456.0, 0.0])
+
+
+def _pose(x: float, y: float, z: float, pitch: float = -90.0, yaw: float = 10.0, roll: float = 0.0) -> Pose:
+    return Pose.from_center(world_to_camera_from_gimbal(yaw, pitch, roll), UTM + np.array([x, y, z]))
+
+
+# -- geometry -------------------------------------------------------------------------
+def test_local_projector_matches_camera_model_at_utm_magnitudes() -> None:
+    pose = _pose(3.0, -2.0, 60.0, pitch=-80.0)
+    rng = np.random.default_rng(0)
+    X = rng.uniform([-30, -30, -5], [30, 30, 15], (2000, 3))
+    ref = CAM.project(pose.to_camera(X + UTM))
+    origin = UTM + np.array([1.0, 2.0, 0.0])
+    proj = LocalProjector(CAM, pose, origin)
+    loc = (X + UTM - origin).astype(np.float32)
+    u, v, d, ok = proj.project(loc[:, 0], loc[:, 1], loc[:, 2])
+    inside = ok & inside_image(u, v, CAM.width, CAM.height)
+    assert inside.sum() > 500
+    err = np.hypot(u - ref[:, 0], v - ref[:, 1])[inside]
+    assert err.max() < 0.01
+    assert np.allclose(d[inside], pose.to_camera(X + UTM)[inside, 2], atol=1e-3)
+
+
+def test_projector_rejects_points_behind_and_beyond_the_lens_field() -> None:
+    proj = LocalProjector(CAM, _pose(0, 0, 50.0), UTM)
+    pts = np.array([[0, 0, 80.0], [400.0, 0, 0], [0, 0, 0]], np.float32)  # above camera, far off-axis, nadir
+    u, v, d, ok = proj.project(pts[:, 0], pts[:, 1], pts[:, 2])
+    assert list(ok) == [False, False, True]
+    assert not inside_image(u[:2], v[:2], CAM.width, CAM.height).any()
+
+
+def test_scaled_camera_agrees_with_model_scaling() -> None:
+    a = scaled_camera(CAM, 0.5, 0.5)
+    b = CAM.scaled(0.5)
+    assert (a.width, a.height) == (b.width, b.height)
+    assert np.allclose([a.fx, a.fy, a.cx, a.cy], [b.fx, b.fy, b.cx, b.cy])
+
+
+def test_footprint_contains_the_nadir_point() -> None:
+    pose = _pose(0, 0, 50.0)
+    fp = footprint_bounds(CAM, pose, 0.0, 10.0)
+    assert fp is not None
+    assert fp[0] < UTM[0] < fp[2] and fp[1] < UTM[1] < fp[3]
+    # ~ 640 px * 50 m / 500 px = 64 m wide at the ground
+    assert 55 < fp[2] - fp[0] < 80
+
+
+# -- visibility against a box DSM -----------------------------------------------------
+def _box_scene(res: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs = (np.arange(-40, 40, res) + res / 2).astype(np.float32)
+    ys = (np.arange(40, -40, -res) - res / 2).astype(np.float32)
+    z = np.zeros((ys.size, xs.size), np.float32)
+    z[np.ix_((ys > -4) & (ys < 4), (xs > 0) & (xs < 6))] = 10.0  # a 10 m box east of the nadir
+    return xs, ys, z
+
+
+def test_zbuffer_hides_the_ground_behind_a_box_and_keeps_the_rest() -> None:
+    xs, ys, z = _box_scene()
+    pose = Pose.from_center(world_to_camera_from_gimbal(0.0, -90.0), np.array([-10.0, 0.0, 40.0]))
+    proj = LocalProjector(CAM, pose, np.zeros(3))
+    occ = occluders_from_grid(xs, ys, z, 0.25, 0.5, floor=np.zeros_like(z))
+    zb = build_zbuffer(proj, occ, zbuffer_cell(0.25, CAM.focal_px, 30.0))
+    # Ground behind the box (seen from x=-10, h=40): shadow from x=6 to 6 + 10*16/30 = 11.3 m.
+    probe_x = np.array([7.0, 9.0, 10.5, 13.0, -5.0, -1.0, 3.0], np.float32)
+    probe_z = np.array([0, 0, 0, 0, 0, 0, 10.0], np.float32)
+    u, v, d, ok = proj.project(probe_x, np.zeros_like(probe_x), probe_z)
+    vis = visible(zb, u, v, d, CAM.focal_px, 0.5)
+    # Analytic: the ray from (x, 0) to the camera clears the box iff its height at x=6 exceeds 10 m.
+    expected = [False, False, False, True, True, True, True]
+    assert list(vis) == expected
+
+
+def test_occluder_bounds_reach_toward_the_camera_only() -> None:
+    b = occluder_bounds((0.0, 0.0, 10.0, 10.0), np.array([100.0, 5.0, 100.0]), 0.0, 20.0)
+    assert b[0] == 0.0 and b[2] == pytest.approx(10.0 + 0.2 * 90.0)
+    assert b[1] == 0.0 and b[3] == 10.0
+
+
+# -- view selection -------------------------------------------------------------------
+def test_best_view_prefers_nadir_then_sharp() -> None:
+    x = np.array([0.0, 20.0], np.float32)
+    y = np.zeros(2, np.float32)
+    z = np.zeros(2, np.float32)
+    w = ViewWeights()
+    c_a = view_cost(np.array([0.0, 0.0, 50.0]), 1000.0, x, y, z, 0.05, w)
+    c_b = view_cost(np.array([20.0, 0.0, 50.0]), 1000.0, x, y, z, 0.05, w)
+    idx, any_valid = best_view(np.stack([c_a, c_b]), np.ones((2, 2), bool))
+    assert list(idx) == [0, 1] and any_valid.all()
+    # A blurred image loses where the geometry is nearly equal.
+    x_mid = np.array([9.0], np.float32)
+    pen = blur_penalties({"a": 10.0, "b": 100.0, "c": 100.0})
+    c_a = view_cost(np.array([0.0, 0.0, 50.0]), 1000.0, x_mid, y[:1], z[:1], 0.05, w, pen["a"])
+    c_b = view_cost(np.array([20.0, 0.0, 50.0]), 1000.0, x_mid, y[:1], z[:1], 0.05, w, pen["b"])
+    assert c_b[0] < c_a[0]
+    # Invalid views are never chosen.
+    idx, _ = best_view(np.stack([c_a, c_b]), np.array([[True], [False]]))
+    assert idx[0] == 0
+
+
+# -- exposure -------------------------------------------------------------------------
+def test_gains_recover_relative_exposure() -> None:
+    rng = np.random.default_rng(1)
+    truth = [1.0, 0.7, 1.3]
+    base = rng.uniform(40, 200, (50, 50, 3)).astype(np.float32)
+    imgs = [np.clip(base / g, 0, 255).astype(np.uint8) for g in truth]
+    both = np.ones((50, 50), bool)
+    stats = [s for s in (overlap_stats(i, j, imgs[i], imgs[j], both) for i, j in ((0, 1), (1, 2), (0, 2))) if s]
+    gains = solve_gains(3, stats, sigma_g=1.0)
+    ratio = gains[:, 1] / gains[0, 1]
+    assert np.allclose(ratio, np.array(truth) / truth[0], rtol=0.03)
+
+
+# -- seams ----------------------------------------------------------------------------
+def _two_image_strip(h: int = 20, w: int = 40) -> tuple[list[SeamInput], np.ndarray, np.ndarray]:
+    cols = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
+    cost_a = 0.02 * cols  # image A is nadir at the left, B at the right
+    cost_b = 0.02 * (w - 1 - cols)
+    rgb = np.full((h, w, 3), 120, np.uint8)
+    valid = np.ones((h, w), bool)
+    inputs = [SeamInput(Window(0, 0, w, h), valid, cost_a.astype(np.float32), rgb), SeamInput(Window(0, 0, w, h), valid, cost_b.astype(np.float32), rgb)]
+    z = np.zeros((h, w), np.float32)
+    z[6:14, 16:24] = 8.0  # a building on the Voronoi seam (column 19/20)
+    return inputs, z, valid
+
+
+def test_seam_goes_round_a_building_that_voronoi_cuts() -> None:
+    inputs, z, _ = _two_image_strip()
+    weights = SeamWeights()
+    geo = seam_geometry_cost(z, 1.0, weights, ground_radius_m=6.0)
+    solver = SeamSolver(z.shape, inputs, geo, 1.0, weights)
+    building = z > 0
+    voronoi = solver.labels.copy()
+    assert len(np.unique(voronoi[building])) == 2  # the plain nearest-nadir seam cuts the building
+    e0 = solver.energy()
+    labels = solver.solve(3)
+    assert solver.energy() < e0
+    assert len(np.unique(labels[building])) == 1  # one image gives the whole roof
+    # ... and the seam keeps off the building's walls: no label change next to it.
+    ring = np.zeros_like(building)
+    ring[5:15, 15:25] = True
+    edges_h = labels[:, 1:] != labels[:, :-1]
+    assert not (edges_h & ring[:, 1:] & ring[:, :-1]).any()
+
+
+def test_expansion_move_is_optimal_on_a_tiny_grid() -> None:
+    rng = np.random.default_rng(5)
+    h, w, n = 3, 3, 3
+    inputs = []
+    for _ in range(n):
+        rgb = rng.integers(0, 255, (h, w, 3)).astype(np.uint8)
+        cost = rng.uniform(0, 2, (h, w)).astype(np.float32)
+        valid = rng.uniform(size=(h, w)) > 0.2
+        valid[0, 0] = True
+        inputs.append(SeamInput(Window(0, 0, w, h), valid, np.where(valid, cost, np.inf).astype(np.float32), rgb))
+    geo = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    weights = SeamWeights(seam=0.5)
+    solver = SeamSolver((h, w), inputs, geo, 1.0, weights)
+    for alpha in range(n):
+        start = solver.labels.copy()
+        start_cost = solver.cost.copy()
+        region = [(r, c) for r in range(h) for c in range(w) if inputs[alpha].valid[r, c]]
+        best = np.inf
+        for pick in itertools.product([0, 1], repeat=len(region)):
+            solver.labels = start.copy()
+            solver.cost = start_cost.copy()
+            for take, (r, c) in zip(pick, region):
+                if take:
+                    solver.labels[r, c] = alpha
+                    solver.cost[r, c] = inputs[alpha].cost[r, c]
+            best = min(best, solver.energy())
+        solver.labels = start
+        solver.cost = start_cost
+        solver.expand(alpha)
+        assert solver.energy() == pytest.approx(best, rel=1e-3, abs=1e-2)
+
+
+# -- blending -------------------------------------------------------------------------
+def test_low_band_crosses_a_seam_smoothly() -> None:
+    h, w = 20, 40
+    dark = np.full((h, w, 3), 80.0, np.float32)
+    light = np.full((h, w, 3), 120.0, np.float32)
+    labels = np.zeros((h, w), np.int32)
+    labels[:, w // 2 :] = 1
+    valid = np.ones((h, w), bool)
+    (d0, d1), _ = low_band_corrections([dark, light], [valid, valid], labels, sigma=3.0)
+    out = np.where(labels[..., None] == 0, dark + d0, light + d1)[10, :, 0]
+    assert np.abs(np.diff(out)).max() < 10.0  # the 40-level step is spread out
+    assert abs(out[0] - 80.0) < 2.0 and abs(out[-1] - 120.0) < 2.0  # far from the seam, untouched
+
+
+def test_low_band_ignores_occluded_samples() -> None:
+    h, w = 20, 40
+    a = np.full((h, w, 3), 100.0, np.float32)
+    b = np.full((h, w, 3), 100.0, np.float32)
+    b[:, 25:] = 255.0  # garbage where B is occluded
+    valid_b = np.ones((h, w), bool)
+    valid_b[:, 25:] = False
+    labels = np.zeros((h, w), np.int32)
+    labels[:, 20:] = 1
+    labels[:, 25:] = 0
+    (d0, d1), _ = low_band_corrections([a, b], [np.ones((h, w), bool), valid_b], labels, sigma=3.0)
+    assert np.abs(d0).max() < 1e-3 and np.abs(d1).max() < 1e-3
+
+
+def test_aligned_seam_labels_match_the_general_lookup() -> None:
+    from models.raster import GridSpec
+    from pipeline.ortho.flight import seam_grid_for
+    from pipeline.ortho.tile import _seam_labels, _seam_labels_aligned
+
+    grid = GridSpec("EPSG:32633", 500_000.0, 4_000_100.0, 0.05, 1000, 700)
+    sg = seam_grid_for(grid, 0.05, 16.0, 10**9)
+    assert sg.resolution == pytest.approx(16 * 0.05) and sg.x_min == grid.x_min
+    labels = np.random.default_rng(0).integers(-1, 9, sg.shape).astype(np.int32)
+    for window in (Window(0, 0, 128, 128), Window(300, 257, 333, 200), Window(900, 600, 100, 100)):
+        fast = _seam_labels_aligned(labels, sg, grid, window)
+        xs, ys = grid.cell_centers(window)
+        assert fast is not None and np.array_equal(fast, _seam_labels(labels, sg, xs, ys))
+
+
+def test_hidden_by_measures_how_far_behind_the_surface() -> None:
+    from pipeline.ortho.visibility import hidden_by
+
+    xs, ys, z = _box_scene()
+    pose = Pose.from_center(world_to_camera_from_gimbal(0.0, -90.0), np.array([-10.0, 0.0, 40.0]))
+    proj = LocalProjector(CAM, pose, np.zeros(3))
+    zb = build_zbuffer(proj, occluders_from_grid(xs, ys, z, 0.25, 0.5, floor=np.zeros_like(z)), zbuffer_cell(0.25, CAM.focal_px, 30.0))
+    px = np.array([-5.0, 8.0], np.float32)
+    u, v, d, _ = proj.project(px, np.zeros(2, np.float32), np.zeros(2, np.float32))
+    behind = hidden_by(zb, u, v, d, CAM.focal_px, 0.5)
+    assert behind[0] <= 0 and behind[1] > 2.0  # open ground; ground well behind the 10 m box
+
+
+def test_shading_fit_recovers_the_fall_off() -> None:
+    from pipeline.ortho.exposure import PairSamples, fit_shading
+
+    rng = np.random.default_rng(4)
+    a_true = (-0.35, 0.08)
+    gains = [1.0, 0.8, 1.25, 1.1]
+    n = 4000
+    ground = rng.uniform(40, 200, n).astype(np.float32)
+    xy = [(rng.uniform(-0.8, 0.8, n).astype(np.float32), rng.uniform(-0.6, 0.6, n).astype(np.float32)) for _ in gains]
+
+    def seen(i: int) -> np.ndarray:
+        r2 = xy[i][0] ** 2 + xy[i][1] ** 2
+        return ground * gains[i] * np.exp(a_true[0] * r2 + a_true[1] * r2**2)
+
+    pairs = [PairSamples(i, j, seen(i), seen(j), xy[i], xy[j]) for i in range(4) for j in range(i + 1, 4)]
+    coeffs = fit_shading(pairs, [0, 0, 0, 0], 1, ridge_image=1.0, ridge=1e-6)
+    assert np.allclose(coeffs[0, 5:], a_true, atol=0.03)
+    assert np.abs(coeffs[:, :5]).max() < 0.05  # no per-image field was needed

@@ -1,0 +1,151 @@
+"""The ortho stage on a small synthetic flight: accuracy against the true orthophoto, Dask == eager,
+tile-size independence (seams and blending carry across tile borders), COG and preview outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+from distributed import Client
+
+from drone_io.cog import validate_cog
+from drone_io.raster_grid import read_raster_info
+from models.raster import GridSpec
+from pipeline.cluster import dask_client
+from pipeline.config import Compression, Config, RunConfig
+from pipeline.ortho.quality import holes_inside, local_offsets, resample_to_grid
+from pipeline.ortho.tile import render_tile
+from pipeline.runner import run_stages
+from pipeline.stages import ortho
+from pipeline.workspace import Workspace
+from tests.ortho_scene import Box, Scene, X0, Y0, make_scene
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    root = tmp_path_factory.mktemp("ortho-scene")
+    return make_scene(
+        root,
+        width_m=36.0,
+        height_m=28.0,
+        image_size=(240, 180),
+        focal_px=300.0,
+        spacing=(7.0, 8.0),
+        boxes=[Box(X0 + 12, Y0 + 9, X0 + 19, Y0 + 16, 9.0), Box(X0 + 24, Y0 + 15, X0 + 29, Y0 + 21, 6.0)],
+    )
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with dask_client(RunConfig(workers=1)) as c:
+        yield c
+
+
+def _config(**ortho: Any) -> Config:
+    cfg = Config(run=RunConfig(workers=1))
+    return dataclasses.replace(cfg, ortho=dataclasses.replace(cfg.ortho, **ortho))
+
+
+def _workspace(root: Path, scene: Scene) -> Workspace:
+    ws = Workspace(root)
+    ws.ensure()
+    ws.save_reconstruction(scene.rec)
+    ws.save_images(scene.records, [])
+    shutil.copy(scene.dsm_path, ws.dsm_path)
+    return ws
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray, GridSpec]:
+    with rasterio.open(path) as ds:
+        rgb = np.moveaxis(ds.read([1, 2, 3]), 0, -1).astype(np.float32)
+        mask = ds.dataset_mask() > 0
+    return rgb, mask, read_raster_info(path).grid
+
+
+@pytest.fixture(scope="module")
+def finished(scene: Scene, client: Client, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = _workspace(tmp_path_factory.mktemp("ortho-run"), scene)
+    cfg = _config(tile_size=128, compression=Compression.DEFLATE)
+    run_stages(ws, cfg, client, [ortho.STAGE])
+    return ws
+
+
+def test_outputs_cog_crs_bounds_preview_stats(finished: Workspace, scene: Scene) -> None:
+    ws = finished
+    ok, errors, _ = validate_cog(ws.orthophoto_path)
+    assert ok, errors
+    with rasterio.open(ws.orthophoto_path) as ds:
+        assert ds.crs.to_epsg() == 32633
+        assert ds.count == 4  # RGB + alpha (DEFLATE)
+        assert ds.overviews(1) or max(ds.width, ds.height) <= 512  # GDAL adds none below one block
+        left, bottom, right, top = ds.bounds
+    assert X0 - 1 <= left and right <= X0 + 37 and Y0 - 1 <= bottom and top <= Y0 + 29
+    preview = cv2.imread(str(ws.orthophoto_preview_path), cv2.IMREAD_UNCHANGED)
+    assert preview is not None and preview.shape[2] == 4
+    stats = json.loads(ws.stats_path.read_text())["ortho"]
+    assert stats["size_px"] == [ds.width, ds.height]
+    assert stats["gsd_m"] == pytest.approx(stats["flight_gsd_m"])
+    assert stats["coverage_fraction"] > 0.95
+    assert stats["images_used"] >= 4
+    assert not (ws.ortho_dir / "tiles").exists()  # scratch tiles removed
+
+
+def test_geolocation_holes_and_buildings_against_truth(finished: Workspace, scene: Scene) -> None:
+    rgb, mask, grid = _read(finished.orthophoto_path)
+    truth = resample_to_grid(scene.texture, scene.grid, grid)
+    dsm = resample_to_grid(scene.dsm, scene.grid, grid)
+    outline = (cv2.morphologyEx(dsm, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 1.0).astype(np.uint8)
+    # The outline band: 2 px either side (JPEG chroma subsampling and bilinear sampling mix a wall
+    # pixel into its neighbours; a leaning building would put wall colour metres out).
+    walls = cv2.dilate(outline, np.ones((5, 5), np.uint8)) > 0
+    # Geolocation: local NCC at a grid of points, building outlines included.
+    off = local_offsets(rgb, truth, mask, n_side=10, patch=21, search=5)
+    assert len(off) >= 50
+    assert off.rmse_px <= 1.0, off.dxy
+    # No hole inside the flown area.
+    assert holes_inside(mask, np.ones_like(mask)) == 0
+    # Buildings stand where the truth has them: each roof (with a margin of ground) matches in place...
+    for b in scene.boxes:
+        c0, r1 = grid.world_to_cell(np.array([b.x0]), np.array([b.y0]))
+        c1, r0 = grid.world_to_cell(np.array([b.x1]), np.array([b.y1]))
+        sl = (slice(int(r0[0]) - 4, int(r1[0]) + 5), slice(int(c0[0]) - 4, int(c1[0]) + 5))
+        big = (slice(sl[0].start - 4, sl[0].stop + 4), slice(sl[1].start - 4, sl[1].stop + 4))
+        res = cv2.matchTemplate(truth[big].mean(2), rgb[sl].mean(2), cv2.TM_CCOEFF_NORMED)
+        _, peak, _, loc = cv2.minMaxLoc(res)
+        assert peak > 0.8 and loc == (4, 4), (b, loc, peak)
+    # ... and no wall (magenta in the scene) lies on the ground beyond the outline band.
+    magenta = (rgb[..., 0] > 180) & (rgb[..., 1] < 90) & (rgb[..., 2] > 180)
+    assert int((magenta & ~walls).sum()) == 0
+
+
+def test_tiles_agree_across_borders_and_dask_equals_eager(scene: Scene, client: Client, tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "a", scene)
+    cfg = _config(tile_size=64, keep_image_cache=True)
+    fp = ortho.prepare_flight(ws, cfg, client)
+    job = fp.jobs[len(fp.jobs) // 2]
+    eager = render_tile(job[0], fp.plan, job[1], ws)
+    eager_data = ws.load_ortho_arrays(Path(eager.path))
+    results = ortho.render_tiles(ws, fp, client)
+    small = {r.window: ws.load_ortho_arrays(Path(r.path)) for r in results}
+    dask_data = small[job[0]]
+    assert np.array_equal(eager_data["rgb"], dask_data["rgb"]) and np.array_equal(eager_data["mask"], dask_data["mask"])
+
+    # The same flight in one big tile: the mosaic must not depend on where tile borders fall.
+    big_fp = dataclasses.replace(fp, jobs=[(next(iter(fp.plan.grid.tiles(10_000))), fp.views)], empty=[])
+    (whole,) = ortho.render_tiles(ws, big_fp, client)
+    full = ws.load_ortho_arrays(Path(whole.path))
+    diffs = []
+    for window, data in small.items():
+        ref = full["rgb"][:, window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width]
+        m = data["mask"] & full["mask"][window.slices]
+        assert np.array_equal(data["mask"], full["mask"][window.slices])
+        diffs.append(np.abs(data["rgb"].astype(int) - ref.astype(int))[:, m].ravel())
+    d = np.concatenate(diffs)
+    assert d.max() <= 3 and d.mean() < 0.05
