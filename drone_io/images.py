@@ -558,23 +558,3 @@ def read_exif_tags(path: Path) -> dict[str, Any]:
     """All EXIF tags of a file as exifread returns them (for inspection and tests)."""
     with open(path, "rb") as fh:
         return dict(exifread.process_file(fh, details=False))
-
-
-def read_gray_preview(path: Path, reduction: int = 8) -> NDArray[np.uint8] | None:
-    """The image's pixels as 8-bit grey, decoded at 1/``reduction`` size (2, 4 or 8); None if undecodable.
-
-    EXIF orientation is applied, as for the record's width and height.
-    """
-    import cv2
-
-    flag = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}.get(
-        reduction, cv2.IMREAD_GRAYSCALE
-    )
-    img = cv2.imread(str(path), flag)
-    if img is None or img.size == 0:
-        return None
-    a = np.asarray(img)
-    if a.dtype != np.uint8:  # 16-bit TIFF: stretch to 8 bits
-        lo, hi = float(a.min()), float(a.max())
-        a = ((a.astype(np.float64) - lo) * (255.0 / max(hi - lo, 1e-9))).astype(np.uint8)
-    return a.astype(np.uint8, copy=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -246,3 +247,42 @@ class CopcBuilder:
             writer.Close()
         shutil.rmtree(self.scratch, ignore_errors=True)
         return nodes
+
+
+
+def write_las(
+    path: Path,
+    xyz: FloatArray,
+    rgb: U8 | None,
+    crs_wkt: str,
+    classification: U8 | None = None,
+    scale: float = SCALE,
+) -> int:
+    """Write one in-memory cloud (small clouds such as SfM tie points) as LAZ; returns N.
+
+    Same format as :class:`LazWriter` (LAS 1.4, point format 7, WKT CRS, mm
+    scale). Written under a temporary name and renamed into place.
+    """
+    path = Path(path)
+    pts = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    n = len(pts)
+    colours = np.zeros((n, 3), np.uint8) if rgb is None else np.asarray(rgb, np.uint8).reshape(n, 3)
+    classes = np.zeros(n, np.uint8) if classification is None else np.asarray(classification, np.uint8).reshape(n)
+    frame = CloudFrame.around(crs_wkt, pts.min(axis=0) if n else np.zeros(3), scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:12]}-{path.name}"
+    try:
+        with LazWriter(tmp, frame) as laz:
+            laz.write(pts, colours, classes)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+def read_las_xyz(path: Path) -> tuple[FloatArray, str | None]:
+    """(N, 3) coordinates and the CRS WKT (None when absent) of a LAS/LAZ file."""
+    las = laspy.read(str(path))
+    crs = las.header.parse_crs()
+    xyz = np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1)
+    return xyz, (crs.to_wkt() if crs is not None else None)

@@ -19,7 +19,7 @@ from models.geo import Projector, parse_crs
 from models.image import GpsPosition, ImageRecord, PositionSource
 from models.track import AttitudeSeries, FlightTrack, PositionSeries, TriggerEvents
 from pipeline.config import IngestConfig
-from pipeline.geotag import (
+from pipeline.ingest.geotag import (
     OffsetMethod,
     estimate_clock_offset,
     geotag_images,

@@ -24,7 +24,7 @@ from drone_io.reconstruction_io import read_reconstruction_json
 from models.geo import Projector, parse_crs
 from models.image import PositionSource
 from pipeline.config import Config, InputsConfig
-from pipeline.log_geotag import geotag_from_logs
+from pipeline.ingest.log_geotag import geotag_from_logs
 
 synth = pytest.importorskip("pipeline.synth")
 

@@ -9,8 +9,8 @@ from tests.conftest import dataset_path
 from drone_io.images import read_image_record
 from models.geo import Projector, resolve_working_crs
 from models.sensors import build_cameras
-from pipeline.batch import time_ordered
-from pipeline.ground import GroundSource, ground_from_image_motion, ground_from_relative_altitude
+from pipeline.ingest.batch import time_ordered
+from pipeline.ingest.ground import GroundSource, ground_from_image_motion, ground_from_relative_altitude
 
 
 @pytest.mark.slow

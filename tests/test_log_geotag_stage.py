@@ -16,7 +16,7 @@ from models.geo import Projector, parse_crs
 from models.image import PositionSource
 from pipeline.api import RunRequest, run_flight
 from pipeline.config import Config, InputsConfig
-from pipeline.log_geotag import geotag_from_logs
+from pipeline.ingest.log_geotag import geotag_from_logs
 from tests import logkit
 
 UTM49 = Projector.for_crs(parse_crs("EPSG:32649"))

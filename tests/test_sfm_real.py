@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pycolmap
 import pytest
 
-from drone_io.las import read_las_xyz
+from drone_io.pointcloud import read_las_xyz
 from pipeline.api import RunRequest, run_flight
 from pipeline.runner import RunSummary
 from pipeline.workspace import Workspace

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from drone_io.las import read_las_xyz, write_las
+from drone_io.pointcloud import read_las_xyz, write_las
 from drone_io.solved_cameras import SolvedCamera, update_camera_collection
 from models.camera import CameraModel
 from models.errors import GeoreferenceError
@@ -21,10 +21,10 @@ from models.image import Attitude, GpsPosition, ImageRecord, PositionSource
 from models.pose import Pose, world_to_camera_from_gimbal
 from models.reconstruction import Reconstruction, RegisteredImage
 from models.similarity import Similarity, fit_similarity, fit_similarity_robust
-from pipeline.colmap_bridge import from_colmap_camera, to_colmap_camera, to_colmap_pixels
+from pipeline.sfm.colmap_bridge import from_colmap_camera, to_colmap_camera, to_colmap_pixels
 from pipeline.config import Config, FeatureExtractor, FeaturesConfig, IngestConfig
-from pipeline.georegister import gps_std, prior_covariance, require_georeference, rmse, triangulate, well_spread
-from pipeline.pairs import (
+from pipeline.sfm.georegister import gps_std, prior_covariance, require_georeference, rmse, triangulate, well_spread
+from pipeline.sfm.pairs import (
     CandidatePair,
     PairImage,
     PairSource,

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from drone_io.image_decode import exact_reduction, read_image_rgb
+from drone_io.image_pixels import exact_reduction, read_image_rgb
 from models.errors import InputError
 from models.raster import GridSpec
 from pipeline.ortho.dsm import HeightRange, floor_heights

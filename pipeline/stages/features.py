@@ -19,10 +19,11 @@ from distributed import Client
 from numpy.typing import NDArray
 
 from models.errors import InputError
+from drone_io.image_pixels import read_resized
 from models.features import ImageFeatures
 from models.image import ImageRecord
 from pipeline.config import Config, FeatureExtractor, FeaturesConfig
-from pipeline.georegister import require_georeference
+from pipeline.sfm.georegister import require_georeference
 from pipeline.progress import map_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, fingerprint
@@ -81,18 +82,7 @@ def working_size(width: int, height: int, max_image_size: int) -> tuple[int, int
 def load_working_image(path: Path, width: int, height: int, max_image_size: int) -> NDArray[np.uint8]:
     """BGR image at the working size; JPEG decodes at a reduced scale when that is enough."""
     ww, wh = working_size(width, height, max_image_size)
-    ratio = ww / width
-    flag = cv2.IMREAD_COLOR
-    for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
-        if ratio <= 1.0 / factor:
-            flag = reduced
-            break
-    img = cv2.imread(str(path), flag)
-    if img is None:
-        raise InputError(f"{path}: OpenCV cannot decode the image; re-copy it from the card or remove it")
-    if img.shape[1] != ww or img.shape[0] != wh:
-        img = cv2.resize(img, (ww, wh), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img)
+    return read_resized(path, (width, height), ww, wh, bgr=True)
 
 
 def root_sift(descriptors: NDArray[np.float32]) -> NDArray[np.uint8]:

@@ -28,9 +28,9 @@ from models.geo import check_crs_spec
 from models.image import ImageIndex, ImageRecord, SkippedItem
 from models.sensors import build_cameras, focal_px_estimate
 from models.track import FlightTrack
-from pipeline.batch import FlightSummary, check_gcp_area, summarize_flight
+from pipeline.ingest.batch import FlightSummary, check_gcp_area, summarize_flight
 from pipeline.config import Config
-from pipeline.log_geotag import geotag_from_logs
+from pipeline.ingest.log_geotag import geotag_from_logs
 from pipeline.progress import map_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, atomic_path
@@ -69,7 +69,7 @@ class IngestResult:
     clock_offset_s: float | None  # camera minus log clock, when a log was used
     gcps: GcpSet | None
     summary: FlightSummary
-    # Geotagging from logs (pipeline.log_geotag): offsets, images geotagged/outside the log, per log.
+    # Geotagging from logs (pipeline.ingest.log_geotag): offsets, images geotagged/outside the log, per log.
     geotag: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,6 +1,6 @@
 """Matching: candidate pairs from geometry, then descriptor matching and geometric verification.
 
-Pairs come from :mod:`pipeline.pairs` (GPS neighbours + footprint overlap, or
+Pairs come from :mod:`pipeline.sfm.pairs` (GPS neighbours + footprint overlap, or
 the no-GPS fallback). Each Dask task takes a batch of ``pairs_per_task`` pairs,
 matches descriptors (FLANN kd-trees, Lowe's ratio test, mutual check) and
 verifies them with pycolmap's two-view geometry (E, F or H under RANSAC). The
@@ -25,8 +25,8 @@ from models.features import ImageFeatures, PairGeometry, PairMatches, PairStat
 from models.image import ImageRecord
 from models.footprint import attitude_for, footprint
 from pipeline.config import Config, MatchingConfig
-from pipeline.georegister import GpsFrame, gps_frame
-from pipeline.pairs import (
+from pipeline.sfm.georegister import GpsFrame, gps_frame
+from pipeline.sfm.pairs import (
     CandidatePair,
     PairImage,
     merge_pairs,
@@ -107,7 +107,7 @@ def verify_pair(
     """Two-view geometry under RANSAC (pycolmap); returns (geometry, inlier matches, F/E/H)."""
     import pycolmap
 
-    from pipeline.colmap_bridge import to_colmap_camera, to_colmap_pixels
+    from pipeline.sfm.colmap_bridge import to_colmap_camera, to_colmap_pixels
 
     options = pycolmap.TwoViewGeometryOptions()
     options.min_num_inliers = settings.min_inliers

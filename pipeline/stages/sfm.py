@@ -34,7 +34,7 @@ from distributed import Client
 from numpy.typing import NDArray
 
 from drone_io.colmap_text import write_colmap_text
-from drone_io.las import write_las
+from drone_io.pointcloud import write_las
 from drone_io.geojson import write_geojson
 from drone_io.solved_cameras import SolvedCamera, update_camera_collection
 from models.camera import CameraModel
@@ -53,9 +53,9 @@ from models.sfm_report import (
     UnregisteredReason,
 )
 from models.similarity import Similarity, fit_similarity_robust
-from pipeline.colmap_bridge import DatabaseImage, build_database, reprojection_errors, to_aerobase
+from pipeline.sfm.colmap_bridge import DatabaseImage, build_database, reprojection_errors, to_aerobase
 from pipeline.config import Config, Mapper
-from pipeline.georegister import (
+from pipeline.sfm.georegister import (
     GpsFrame,
     gcp_crs,
     gcps_in_crs,
@@ -70,7 +70,7 @@ from pipeline.georegister import (
     triangulate,
     well_spread,
 )
-from pipeline.sfm_solve import (
+from pipeline.sfm.solve import (
     BaResult,
     Calibration,
     Refine,

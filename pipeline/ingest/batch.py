@@ -39,7 +39,7 @@ from models.geo import (
     working_crs_note,
 )
 from models.image import ImageRecord, PositionSource
-from pipeline.ground import GroundEstimate, GroundSource, ground_from_image_motion, ground_from_relative_altitude
+from pipeline.ingest.ground import GroundEstimate, GroundSource, ground_from_image_motion, ground_from_relative_altitude
 
 logger = logging.getLogger(__name__)
 

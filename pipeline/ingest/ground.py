@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from drone_io.images import read_gray_preview
+from drone_io.image_pixels import read_gray_preview
 from models.camera import CameraModel
 from models.image import ImageRecord
 

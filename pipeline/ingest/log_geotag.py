@@ -2,7 +2,7 @@
 
 One call from the ingest stage (and ``aerobase inspect``): read the logs (``--log`` files,
 else every file in the flight's ``logs/`` folder, plus ``geo.txt``), geotag the records
-(:func:`pipeline.geotag.geotag_images`) and return the new records, the tracks to save and
+(:func:`pipeline.ingest.geotag.geotag_images`) and return the new records, the tracks to save and
 the figures for ``stats.json``. No workspace: the caller saves ``tracks``.
 """
 
@@ -20,7 +20,7 @@ from models.errors import LogFormatError
 from models.image import ImageRecord
 from models.track import FlightTrack
 from pipeline.config import Config
-from pipeline.geotag import GeotagResult, geotag_images
+from pipeline.ingest.geotag import GeotagResult, geotag_images
 
 logger = logging.getLogger(__name__)
 

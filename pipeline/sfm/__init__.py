@@ -1,0 +1,1 @@
+"""Structure-from-motion kernels: pair selection, the pycolmap bridge, mapping and adjustment, georegistration."""
