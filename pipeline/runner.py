@@ -62,6 +62,18 @@ def _peak_rss_mb() -> float:
     return round(max(own, children) / 1024.0, 1)  # Linux reports KiB
 
 
+def _worker_peak_rss_mb(client: Client) -> dict[str, float]:
+    """Peak RSS of each worker process of a remote cluster (empty for the in-process one)."""
+    from distributed import LocalCluster
+
+    if isinstance(getattr(client, "cluster", None), LocalCluster):
+        return {}
+    try:
+        return {str(k): float(v) for k, v in client.run(_peak_rss_mb).items()}
+    except (OSError, TimeoutError):  # a worker that went away does not fail the run
+        return {}
+
+
 def stage_names(stages: Sequence[StageSpec]) -> list[str]:
     return [s.name for s in stages]
 
@@ -135,6 +147,9 @@ def run_stages(
         deep_merge(stats, manifest.figures)
         stats["stages"][stage.name] = {"seconds": manifest.seconds, "skipped": matched is not None}
         stats["peak_rss_mb"] = _peak_rss_mb()
+        workers_rss = _worker_peak_rss_mb(client)
+        if workers_rss:
+            stats["peak_rss_mb_workers"] = workers_rss
         ws.save_stats(stats)
         if opts.stop_after == stage.name:
             break

@@ -45,3 +45,13 @@ def copy_dataset(tmp_path: Path):  # type: ignore[no-untyped-def]
         return dst
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small synthetic flight (seed 7), rendered once per test session; treat it as read-only."""
+    from pipeline.synth import SynthOptions, render_flight
+
+    out = tmp_path_factory.mktemp("synthetic-small") / "flight"
+    render_flight(out, SynthOptions(preset="small", seed=7))
+    return out

@@ -58,15 +58,21 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_run_through_scheduler(tmp_path: Path, dask_cluster: str, copy_dataset, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
-    flight = copy_dataset("brighton_beach", "images")
+def test_run_through_scheduler(tmp_path: Path, dask_cluster: str, synthetic_small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole pipeline, every stage's tasks on two separate `dask worker` processes."""
     out = tmp_path / "out"
-    code = cli.main(["run", str(flight), "-o", str(out), "--scheduler", dask_cluster, "--preset", "fast"])
+    code = cli.main(["run", str(synthetic_small), "-o", str(out), "--scheduler", dask_cluster, "--preset", "fast"])
     _o, err = capsys.readouterr()
     assert code == 0, err
     assert "connected to Dask scheduler" in err and "2 workers" in err
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["images_total"] == 18
+    assert stats["images_total"] == 16
+    assert stats["sfm"]["images_registered"] == 16
+    for name in ("orthophoto.tif", "dsm.tif", "dtm.tif", "pointcloud.laz", "pointcloud.copc.laz", "cameras.geojson"):
+        assert (out / name).exists(), name
+    # Two worker processes report their own peak memory.
+    assert len(stats["peak_rss_mb_workers"]) == 2
+    assert all(v > 50 for v in stats["peak_rss_mb_workers"].values())
 
 
 def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path, copy_dataset, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
