@@ -31,14 +31,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def small_flight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_flight(request: pytest.FixtureRequest) -> Path:
     given = os.environ.get("AEROBASE_SYNTH_SMALL")
     if given:
         return Path(given)
-    synth = pytest.importorskip("pipeline.synth", reason="the synthetic flight generator (branch synth) is not merged yet")
-    out = tmp_path_factory.mktemp("synth") / "small"
-    synth.render_flight(out, synth.SynthOptions(preset="small", seed=7))
-    return out
+    flight: Path = request.getfixturevalue("synthetic_small")
+    return flight
 
 
 @pytest.mark.parametrize("cameras", ["true", "sfm"])

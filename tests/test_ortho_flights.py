@@ -41,10 +41,8 @@ def _on_ortho_grid(src: Path, like: rasterio.io.DatasetReader, bands: list[int],
     return out
 
 
-def test_synthetic_flight_against_truth(tmp_path: Path) -> None:
-    synth = pytest.importorskip("pipeline.synth")
-    flight = tmp_path / "flight"
-    synth.render_flight(flight, synth.SynthOptions(preset="small", seed=7))
+def test_synthetic_flight_against_truth(tmp_path: Path, synthetic_small: Path) -> None:
+    flight = synthetic_small
     ws = Workspace(tmp_path / "out")
     ws.ensure()
     cfg = with_inputs(Config(run=RunConfig(workers=2)), flight_dir=str(flight))

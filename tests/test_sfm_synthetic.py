@@ -54,11 +54,9 @@ def _centre_errors(rec: Reconstruction, truth: Reconstruction) -> tuple[list[str
 
 
 @pytest.fixture(scope="module")
-def gcp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
-    base = tmp_path_factory.mktemp("synth-gcp")
-    flight = _render(base / "flight")
-    out = base / "out"
-    return flight, out, _run(flight, out)
+def gcp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_small: Path) -> tuple[Path, Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("synth-gcp") / "out"
+    return synthetic_small, out, _run(synthetic_small, out)
 
 
 def test_synthetic_every_image_registers_subpixel(gcp_run: tuple[Path, Path, dict[str, Any]]) -> None:
