@@ -17,12 +17,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.camera import CameraModel
+from models.pose import Pose, world_to_camera_from_gimbal
 from models.reconstruction import Reconstruction, RegisteredImage
 from pipeline.dense.fusion import FusedPoints
 from pipeline.dense.records import DenseIndex, DepthSummary, FusionIndex, TileSummary
 from pipeline.dense.tiles import TileGrid
 from pipeline.workspace import Workspace
-from tests.dense_scenes import nadir_pose
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -110,7 +110,8 @@ def reconstruction(height: float = 150.0) -> Reconstruction:
     for i, x in enumerate((10.0, 65.0, 120.0, 175.0)):
         for j, y in enumerate((0.0, 50.0, 100.0, 150.0)):
             name = f"IMG_{i}{j}.JPG"
-            images[name] = RegisteredImage(name, "test", nadir_pose(ORIGIN[0] + x, ORIGIN[1] + y, 100.0 + height))
+            pose = Pose.from_center(world_to_camera_from_gimbal(0.0, -90.0, 0.0), np.array([ORIGIN[0] + x, ORIGIN[1] + y, 100.0 + height]))
+            images[name] = RegisteredImage(name, "test", pose)
     return Reconstruction(CRS, {"test": camera()}, images)
 
 

@@ -13,7 +13,8 @@ import rasterio
 
 from pipeline.cluster import dask_client
 from pipeline.config import RunConfig, load_config
-from pipeline.dem.ground import BUILDING, GROUND
+from models.raster import Window
+from pipeline.dem.ground import BUILDING, GROUND, LowSurface, low_surface_cells, smrf_cells, surface_from_cells
 from pipeline.stages import dem
 from tests.demscene import BENCH, HOLE, dem_scene, load_classes, scene_workspace
 
@@ -58,6 +59,18 @@ def test_dem_has_no_tile_seams(runs: dict[str, tuple[Any, dict[str, Any]]]) -> N
     assert np.array_equal(cls1, cls2)
     assert fig1["ground"] == fig2["ground"]
     assert fig1["dem"]["coverage_fraction"] == pytest.approx(fig2["dem"]["coverage_fraction"], abs=1e-3)
+
+
+def test_dem_ground_surface_equals_eager_kernels(runs: dict[str, tuple[Any, dict[str, Any]]]) -> None:
+    """The surface the tiled tasks built equals the kernels run once on all points (same grid)."""
+    ws, _ = runs["many"]
+    saved = ws.load_dem_surface(dem.GROUND_SURFACE)
+    opts = dem.ground_params(load_config("default")).smrf
+    grid = saved.grid
+    z, spread = low_surface_cells(grid, Window(0, 0, grid.width, grid.height), dem_scene().xyz, opts.cell_percentile)
+    low = LowSurface(grid, z, spread)
+    eager = surface_from_cells(low, smrf_cells(low, opts), opts)
+    assert np.abs(eager.z - saved.z).max() < 1e-5
 
 
 def test_dem_keeps_raised_terrain_as_ground(runs: dict[str, tuple[Any, dict[str, Any]]]) -> None:

@@ -115,7 +115,12 @@ class LowSurface:
 
 
 def low_surface_cells(grid: GridSpec, window: Window, xyz: FloatArray, percentile: float) -> tuple[F32, F32]:
-    """The low surface's ``z`` and ``spread`` in ``window`` of ``grid``; exact for every cell whose points are all in ``xyz``."""
+    """The low surface's ``z`` and ``spread`` in ``window`` of ``grid``; exact for every cell whose points are all in ``xyz``.
+
+    Lidar SMRF uses the minimum (``percentile`` 0). Photogrammetric clouds have stray low points
+    in many cells, and a minimum surface full of such dips makes the morphological filter flag
+    open ground as objects, so the DEM stage passes a low percentile instead.
+    """
     (low, high), _ = cell_percentiles(grid, window, xyz, (percentile, SPREAD_PERCENTILE))
     return low, (high - low).astype(np.float32)
 
@@ -125,17 +130,6 @@ def low_surface(xyz: FloatArray, cell: float, percentile: float, crs: str = "") 
     grid = _grid_for(xyz, cell, crs)
     z, spread = low_surface_cells(grid, Window(0, 0, grid.width, grid.height), xyz, percentile)
     return LowSurface(grid, z, spread)
-
-
-def min_surface(xyz: FloatArray, grid: GridSpec, percentile: float = 0.0) -> F32:
-    """Lowest point height per cell (or a low ``percentile`` of them); empty cells NaN.
-
-    Lidar SMRF uses the minimum. Photogrammetric clouds have stray low points in many cells,
-    and a minimum surface full of such dips makes the morphological filter flag open ground
-    as objects, so the DEM stage passes a low percentile instead.
-    """
-    z, _ = low_surface_cells(grid, Window(0, 0, grid.width, grid.height), xyz, percentile)
-    return z
 
 
 def _disk(radius: int) -> NDArray[np.uint8]:

@@ -264,7 +264,7 @@ def view_boxes(ws: Workspace, z_low: float, z_high: float) -> dict[str, Box | No
 
 
 def _ground_surface(ws: Workspace, client: Client, fusion: FusionIndex, grid: GridSpec, params: GroundParams) -> int:
-    """Steps 1: the low surface of the flight, the ground filter, the ground surface saved; returns ground cells."""
+    """Step 1: the low surface of the flight, the ground filter, the ground surface saved; returns the ground cells."""
     cgrid = classification_grid(grid, params.smrf.cell)
     tasks = cell_tasks(fusion, cgrid)
     parts = map_tasks(client, low_surface_task, tasks, ws, cgrid, params.smrf.cell_percentile, label="dem-low", item_names=[t.key.name for t in tasks])
@@ -314,7 +314,9 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
 
     # 4. DSM and DTM per raster tile, and the flown area: cells that two or more registered images see.
     margin_m = opts.margin_m(grid.resolution)
-    z_low, z_high = (float(np.nanmin(dtm.z)), float(np.nanmax(dtm.z))) if np.isfinite(dtm.z).any() else (0.0, 0.0)
+    # Camera footprints between the lowest ground and the highest point: which views a tile tests.
+    z_high = max(t.z_max for t in fusion.tiles)
+    z_low = float(np.nanmin(dtm.z)) if np.isfinite(dtm.z).any() else min(t.z_min for t in fusion.tiles)
     boxes = view_boxes(ws, z_low, z_high)
     gtasks = []
     for window in grid.tiles(cfg.dem.tile_size):
