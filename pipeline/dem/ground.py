@@ -13,9 +13,11 @@ objects. The opening also removes raised natural terrain narrower than twice the
 window (a lawn on a bench above a lake shore, a ridge between a forest floor and
 a beach), so ground then *grows back* from the cells SMRF kept: an object cell
 joins the ground when an 8-neighbour that is ground lies within ``grow_slope``
-rise over run of it and its own points are not spread over more than
-``grow_max_spread`` (vegetation is). Walls, car sides and tree crowns are steps
-that growth does not climb. The ground cells, interpolated, form a provisional
+rise over run of it, its own points are not spread over more than
+``grow_max_spread`` (vegetation is), and the opening first flagged it at a radius
+of at least half ``grow_min_width`` (the radius that flags a cell is about half
+the width of its object: a car goes at 1-2 m, a 30 m wide bench at 15 m). Walls
+and tree crowns are steps that growth does not climb. The ground cells, interpolated, form a provisional
 ground surface; a progressive closing then finds pits (clusters of stray points
 under the ground), which are dropped before the final interpolation. A point is
 ground when it lies within ``threshold + scalar * local slope`` of that surface.
@@ -66,6 +68,7 @@ class SmrfOptions:
     cell_percentile: float = 0.0  # 0: the minimum per cell (lidar); e.g. 10: a robust low surface
     grow_slope: float = 0.5  # ground grows back into objects across steps up to this rise over run (0: off)
     grow_max_spread: float = 0.5  # ... but not into cells whose 10-90 % point heights spread more (m)
+    grow_min_width: float = 12.0  # ... nor into objects narrower than this (m): cars, tree crowns, sheds
 
 
 @dataclass(frozen=True)
@@ -147,16 +150,17 @@ def _pits(z: F32, opts: SmrfOptions) -> BoolArray:
     return pits
 
 
-def smrf_objects(z: F32, opts: SmrfOptions) -> BoolArray:
-    """SMRF's object cells of a filled low surface: those the progressive opening lowers by more
-    than ``slope * radius``."""
-    objects = np.zeros(z.shape, dtype=bool)
+def smrf_object_radius(z: F32, opts: SmrfOptions) -> NDArray[np.int16]:
+    """SMRF on a filled low surface: for each cell the opening radius (in cells) that first flagged
+    it as an object, i.e. lowered it by more than ``slope * radius`` (0: never, ground). The
+    radius is about half the width of the object the cell belongs to."""
+    first = np.zeros(z.shape, dtype=np.int16)
     last = z.astype(np.float32)
     for radius in range(1, int(math.ceil(opts.window / opts.cell)) + 1):
         opened = np.asarray(cv2.morphologyEx(last, cv2.MORPH_OPEN, _disk(radius), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
-        objects |= (last - opened) > opts.slope * radius * opts.cell
+        first[((last - opened) > opts.slope * radius * opts.cell) & (first == 0)] = radius
         last = opened
-    return objects
+    return first
 
 
 def grow_ground(z: F32, ground: BoolArray, eligible: BoolArray, max_step: float) -> BoolArray:
@@ -188,16 +192,18 @@ def grow_ground(z: F32, ground: BoolArray, eligible: BoolArray, max_step: float)
 
 
 def smrf_cells(low: LowSurface, opts: SmrfOptions) -> BoolArray:
-    """Ground cells of a low surface: SMRF's non-object cells, grown back into smooth objects
-    (raised terrain) across gentle steps (see the module notes)."""
+    """Ground cells of a low surface: SMRF's non-object cells, grown back into smooth objects at
+    least ``grow_min_width`` wide (raised terrain) across gentle steps (see the module notes)."""
     valid = np.isfinite(low.z)
     if not valid.any():
         return valid
     z = nearest_fill(low.z) - float(np.nanmin(low.z))
-    ground = valid & ~smrf_objects(z, opts)
+    radius = smrf_object_radius(z, opts)
+    ground = valid & (radius == 0)
     if opts.grow_slope > 0.0 and ground.any():
+        min_radius = max(1, int(math.ceil(opts.grow_min_width / 2.0 / opts.cell)))
         with np.errstate(invalid="ignore"):
-            eligible = valid & (low.spread <= opts.grow_max_spread)
+            eligible = valid & (radius >= min_radius) & (low.spread <= opts.grow_max_spread)
         ground = grow_ground(np.where(valid, z, np.nan).astype(np.float32), ground, eligible, opts.grow_slope * opts.cell)
     return ground
 

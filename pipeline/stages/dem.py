@@ -210,6 +210,7 @@ def ground_params(cfg: Config) -> GroundParams:
             cell_percentile=d.smrf_cell_percentile,
             grow_slope=d.ground_grow_slope,
             grow_max_spread=d.ground_grow_max_spread_m,
+            grow_min_width=d.ground_grow_min_width_m,
         ),
         csf_cloth_resolution=d.csf_cloth_resolution,
         buildings=BuildingOptions(min_height=d.building_min_height_m, min_area=d.building_min_area_m2, max_roughness=d.building_max_roughness_m),
