@@ -138,3 +138,19 @@ def test_csf_on_the_low_surface_ignores_low_outliers() -> None:
     ground = ground_test(allxyz, surface, opts.threshold, opts.scalar)[:-60]
     assert ground[is_ground].mean() > 0.95
     assert (~ground[is_building]).mean() > 0.97
+
+
+def test_ground_does_not_grow_onto_a_car() -> None:
+    """A photogrammetric car is a smooth 1.4 m blob: 1 m cells can step up its hood by less than the
+    growth slope allows. Growth only enters objects at least ``grow_min_width`` wide; a car is 2 m."""
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 50, (75000, 2))
+    base = 0.02 * xy[:, 0] + rng.normal(0, 0.03, len(xy))
+    z = base + 1.4 * np.exp(-(((xy[:, 0] - 25.5) / 1.8) ** 4) - ((xy[:, 1] - 25.5) / 1.1) ** 2)
+    roof = z - base > 1.0
+    xyz = np.column_stack([xy + [400000.0, 5000000.0], z])
+    climbed, _ = smrf_ground(xyz, SmrfOptions(cell_percentile=10.0, grow_min_width=0.0))
+    assert climbed[roof].mean() > 0.9  # what the width test prevents
+    ground, _ = smrf_ground(xyz, SmrfOptions(cell_percentile=10.0))
+    assert not ground[roof].any()
+    assert ground[z - base < 0.05].mean() > 0.99
