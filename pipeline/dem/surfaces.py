@@ -120,7 +120,3 @@ def surfaces(grid: GridSpec, window: Window, xyz: NDArray[np.float64], cls: NDAr
     dtm_z = np.where(np.isfinite(dsm), np.fmin(dtm_z, dsm), np.nan).astype(np.float32)
     return SurfaceTile(window, dsm, dtm_z, counts[core].copy())
 
-
-def surfaces_eager(grid: GridSpec, window: Window, xyz: NDArray[np.float64], cls: NDArray[np.uint8], opts: SurfaceOptions) -> SurfaceTile:
-    """DSM and DTM of ``window`` with the DTM of all of ``xyz``'s ground points (one pass, for tests and small clouds)."""
-    return surfaces(grid, window, xyz, cls, dtm_surface(grid, xyz[cls == GROUND], opts), opts)
