@@ -261,6 +261,16 @@ class DemConfig:
     # SMRF's surface takes this percentile of the heights in a cell instead of the minimum:
     # photogrammetric clouds have stray low points that a minimum surface turns into pits.
     smrf_cell_percentile: float = 10.0
+    # SMRF's opening also removes raised terrain narrower than twice its window (a lawn on a
+    # bench above a shore); ground grows back into such cells from the ground next to them
+    # across steps of at most this rise over run (0 turns growth off) ...
+    ground_grow_slope: float = 0.5
+    # ... but not into cells whose points spread over more than this height (m, 10-90 %):
+    # vegetation. Walls and tree crowns are steps that growth does not climb ...
+    ground_grow_max_spread_m: float = 0.5
+    # ... nor into objects narrower than this (m): cars, tree crowns, sheds stay objects
+    # (the opening radius that flags a cell is about half the width of its object).
+    ground_grow_min_width_m: float = 12.0
     # Cloth resolution (m) when ground_filter is csf.
     csf_cloth_resolution: float = 1.0
     # Non-ground points at least this far above the ground can be building (m).

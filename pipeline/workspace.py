@@ -55,7 +55,8 @@ from numpy.typing import NDArray
 
 from drone_io.depthmap_io import read_depthmap, write_depthmap
 from models.depthmap import DepthMap
-from models.raster import Window
+from models.raster import GridSpec, Window
+from pipeline.dem.ground import GroundSurface
 from pipeline.dem.surfaces import SurfaceTile
 from pipeline.dense.fusion import FusedPoints
 from pipeline.dense.records import DenseIndex, FusionIndex
@@ -589,6 +590,26 @@ class Workspace:
 
     def tile_classes_exist(self, key: TileKey) -> bool:
         return self.tile_classes_path(key).exists()
+
+    def dem_surface_path(self, name: str) -> Path:
+        """A surface of the whole flight on a coarse grid: ``ground`` (what the classes were tested
+        against, ``dem.smrf_cell_m`` cells) or ``dtm`` (the coarse DTM, ``dem.dtm_cell_m`` cells)."""
+        return self.work_dir / "dem" / f"surface_{_safe_name(name)}.npz"
+
+    def save_dem_surface(self, name: str, surface: GroundSurface) -> None:
+        g = surface.grid
+        with atomic_path(self.dem_surface_path(name)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, z=surface.z, crs=np.array(g.crs), origin=np.array([g.x_min, g.y_max, g.resolution]), shape=np.array([g.width, g.height]))
+
+    def load_dem_surface(self, name: str) -> GroundSurface:
+        with np.load(self.dem_surface_path(name)) as z:
+            x_min, y_max, res = (float(v) for v in z["origin"])
+            width, height = (int(v) for v in z["shape"])
+            return GroundSurface(GridSpec(str(z["crs"]), x_min, y_max, res, width, height), np.asarray(z["z"], dtype=np.float32))
+
+    def dem_surface_exists(self, name: str) -> bool:
+        return self.dem_surface_path(name).exists()
 
     def dem_tile_path(self, window: Window) -> Path:
         return self.work_dir / "dem" / "tiles" / f"r{window.row_off:07d}_c{window.col_off:07d}.npz"

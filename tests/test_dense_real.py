@@ -38,8 +38,11 @@ def test_real_flight_dsm_and_clouds(name: str, copy_dataset: Any, tmp_path: Path
     stats = summary.stats
     assert stats["dense"]["images_with_depth"] >= 0.9 * len(ws.load_reconstruction().images)
     assert stats["dense"]["points"] > 100_000
-    for key in ("resolution_m", "coverage_fraction"):
+    for key in ("resolution_m", "coverage_fraction", "flown_area_m2"):
         assert stats["dem"][key] > 0
+    # Of the ground that two or more images see, the DSM misses Brighton's forest rim and Seneca's
+    # rim bands without a stereo pair (0.81 and 0.79 measured).
+    assert 0.7 < stats["dem"]["coverage_fraction"] <= 1.0
     assert 0.3 < stats["ground"]["fraction"] <= 1.0
 
     holes = enclosed_holes(ws.dsm_path)

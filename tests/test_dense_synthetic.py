@@ -55,11 +55,15 @@ def test_dense_dem_against_truth(small_flight: Path, tmp_path: Path, cameras: st
         assert stats["dense"][key] > 0
     assert stats["dem"]["resolution_m"] == pytest.approx(2.0 * stats["dense"]["gsd_m"], rel=1e-3)
     assert 0.0 < stats["ground"]["fraction"] < 1.0
-    assert stats["dem"]["coverage_fraction"] > 0.9
+    # The flown area is the ground that two or more registered images see; the DSM covers it.
+    assert stats["dem"]["coverage_fraction"] >= 0.95
+    assert stats["dem"]["flown_area_m2"] == pytest.approx(stats["dem"]["dsm_area_m2"] / stats["dem"]["coverage_fraction"], rel=0.05)
 
     fig = dense_truth_figures(small_flight, ws)
     print("\n".join(fig.lines()))
     assert fig.coverage >= 0.95
+    # ... and agrees with the coverage measured against the truth (true cameras, occlusion by the true DSM).
+    assert stats["dem"]["coverage_fraction"] == pytest.approx(fig.coverage, abs=0.02)
     assert fig.dsm_median_gsd <= 1.5
     assert fig.dsm_p90_gsd <= 4.0
     assert fig.dtm_median_gsd <= 2.0

@@ -31,8 +31,14 @@ def cell_index(grid: GridSpec, window: Window, x: FloatArray, y: FloatArray) -> 
 
 def cell_percentile(grid: GridSpec, window: Window, xyz: FloatArray, q: float) -> tuple[F32, NDArray[np.int32]]:
     """The ``q``-th percentile (0-100, linear) of point heights per cell, and the point count per cell."""
+    (out,), counts = cell_percentiles(grid, window, xyz, (q,))
+    return out, counts
+
+
+def cell_percentiles(grid: GridSpec, window: Window, xyz: FloatArray, qs: tuple[float, ...]) -> tuple[list[F32], NDArray[np.int32]]:
+    """Several percentiles (0-100, linear) of point heights per cell from one sort, and the point count per cell."""
     h, w = window.height, window.width
-    out = np.full(h * w, np.nan, dtype=np.float32)
+    outs = [np.full(h * w, np.nan, dtype=np.float32) for _ in qs]
     counts = np.zeros(h * w, dtype=np.int32)
     if len(xyz):
         flat, inside = cell_index(grid, window, xyz[:, 0], xyz[:, 1])
@@ -43,13 +49,36 @@ def cell_percentile(grid: GridSpec, window: Window, xyz: FloatArray, q: float) -
             flat = flat[order]
             z = z[order]
             cells, start, n = np.unique(flat, return_index=True, return_counts=True)
-            pos = start + (q / 100.0) * (n - 1)
-            lo = np.floor(pos).astype(np.int64)
-            hi = np.minimum(lo + 1, start + n - 1)
-            frac = pos - lo
-            out[cells] = (z[lo] * (1.0 - frac) + z[hi] * frac).astype(np.float32)
+            for q, out in zip(qs, outs):
+                pos = start + (q / 100.0) * (n - 1)
+                lo = np.floor(pos).astype(np.int64)
+                hi = np.minimum(lo + 1, start + n - 1)
+                frac = pos - lo
+                out[cells] = (z[lo] * (1.0 - frac) + z[hi] * frac).astype(np.float32)
             counts[cells] = n.astype(np.int32)
-    return out.reshape(h, w), counts.reshape(h, w)
+    return [o.reshape(h, w) for o in outs], counts.reshape(h, w)
+
+
+def cells_touching(grid: GridSpec, box: tuple[float, float, float, float]) -> Window:
+    """The window of the cells of ``grid`` that a box (x_min, y_min, x_max, y_max) touches, clipped to the grid."""
+    c0 = max(0, int(np.floor((box[0] - grid.x_min) / grid.resolution)))
+    c1 = min(grid.width, int(np.floor((box[2] - grid.x_min) / grid.resolution)) + 1)
+    r0 = max(0, int(np.floor((grid.y_max - box[3]) / grid.resolution)))
+    r1 = min(grid.height, int(np.floor((grid.y_max - box[1]) / grid.resolution)) + 1)
+    return Window(c0, r0, max(0, c1 - c0), max(0, r1 - r0))
+
+
+def window_bounds(grid: GridSpec, window: Window) -> tuple[float, float, float, float]:
+    """(x_min, y_min, x_max, y_max) of a window of ``grid``."""
+    left = grid.x_min + window.col_off * grid.resolution
+    top = grid.y_max - window.row_off * grid.resolution
+    return (left, top - window.height * grid.resolution, left + window.width * grid.resolution, top)
+
+
+def merge_window(dst: F32, window: Window, part: F32) -> None:
+    """Write the finite cells of ``part`` into ``window`` of ``dst`` (NaN cells leave ``dst`` as it is)."""
+    view = dst[window.slices]
+    np.copyto(view, part, where=np.isfinite(part))
 
 
 def nearest_fill(arr: F32) -> F32:

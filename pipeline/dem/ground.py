@@ -1,14 +1,31 @@
 """Ground classification of a point cloud: SMRF (Pingel et al. 2013) or cloth simulation, plus buildings.
 
-Classes follow ASPRS: 1 unclassified, 2 ground, 6 building, 7 low point (noise). SMRF works on a
-minimum-height grid: a progressive morphological opening with disks of growing
-radius marks cells that rise above the opened surface by more than
-``slope * radius`` as objects; the remaining cells, interpolated, form a
-provisional ground surface, and a point is ground when it lies within
-``threshold + scalar * local slope`` of it. Buildings are non-ground points
-more than ``min_height`` above that surface in connected, smooth (roof-like)
-regions of at least ``min_area``. Points below the surface by more than the
-ground test allows are low noise (stereo mismatches); the DEMs leave them out.
+Classes follow ASPRS: 1 unclassified, 2 ground, 6 building, 7 low point (noise).
+
+The filters work on a *low surface*: a low percentile of the point heights per
+cell (``SmrfOptions.cell``, 1 m), with the 10-90 % spread of the heights in the
+cell. The DEM stage builds it once for the whole flight (``LowSurface``: 4 MB per
+km² at 1 m), so the ground surface does not depend on how the cloud is tiled.
+
+SMRF: a progressive morphological opening with disks of growing radius marks
+cells that rise above the opened surface by more than ``slope * radius`` as
+objects. The opening also removes raised natural terrain narrower than twice the
+window (a lawn on a bench above a lake shore, a ridge between a forest floor and
+a beach), so ground then *grows back* from the cells SMRF kept: an object cell
+joins the ground when an 8-neighbour that is ground lies within ``grow_slope``
+rise over run of it, its own points are not spread over more than
+``grow_max_spread`` (vegetation is), and the opening first flagged it at a radius
+of at least half ``grow_min_width`` (the radius that flags a cell is about half
+the width of its object: a car goes at 1-2 m, a 30 m wide bench at 15 m). Walls
+and tree crowns are steps that growth does not climb. The ground cells, interpolated, form a provisional
+ground surface; a progressive closing then finds pits (clusters of stray points
+under the ground), which are dropped before the final interpolation. A point is
+ground when it lies within ``threshold + scalar * local slope`` of that surface.
+
+Buildings are non-ground points more than ``min_height`` above that surface in
+connected, smooth (roof-like) regions of at least ``min_area``. Points below the
+surface by more than the ground test allows are low noise (stereo mismatches);
+the DEMs leave them out.
 """
 
 from __future__ import annotations
@@ -20,9 +37,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from models.raster import GridSpec, Window
-from pipeline.dem.grid import cell_index, cell_percentile, interpolate_fill, nearest_fill
+from pipeline.dem.grid import cell_index, cell_percentiles, interpolate_fill, nearest_fill
 
 FloatArray = NDArray[np.float64]
 F32 = NDArray[np.float32]
@@ -47,6 +66,9 @@ class SmrfOptions:
     threshold: float = 0.5  # elevation threshold (m) of the final point test
     scalar: float = 1.25  # elevation scalar: extra tolerance per unit of local slope
     cell_percentile: float = 0.0  # 0: the minimum per cell (lidar); e.g. 10: a robust low surface
+    grow_slope: float = 0.5  # ground grows back into objects across steps up to this rise over run (0: off)
+    grow_max_spread: float = 0.5  # ... but not into cells whose 10-90 % point heights spread more (m)
+    grow_min_width: float = 12.0  # ... nor into objects narrower than this (m): cars, tree crowns, sheds
 
 
 @dataclass(frozen=True)
@@ -82,22 +104,35 @@ def _grid_for(xyz: FloatArray, cell: float, crs: str = "") -> GridSpec:
     return GridSpec.covering(crs, float(xyz[:, 0].min()), float(xyz[:, 1].min()), float(xyz[:, 0].max()) + 1e-6, float(xyz[:, 1].max()) + 1e-6, cell)
 
 
-def min_surface(xyz: FloatArray, grid: GridSpec, percentile: float = 0.0) -> F32:
-    """Lowest point height per cell (or a low ``percentile`` of them); empty cells NaN.
+# The upper percentile of a cell's heights for its spread (the lower one is the low surface's).
+SPREAD_PERCENTILE = 90.0
 
-    Lidar SMRF uses the minimum. Photogrammetric clouds have stray low points in many cells,
-    and a minimum surface full of such dips makes the morphological filter flag open ground
-    as objects, so the DEM stage passes a low percentile instead.
+
+@dataclass(frozen=True, eq=False)
+class LowSurface:
+    """What the ground filters see of a cloud: per cell a low height and the spread of the heights above it."""
+
+    grid: GridSpec
+    z: F32  # low percentile (``SmrfOptions.cell_percentile``) of the point heights; NaN: no points
+    spread: F32  # 90th percentile minus ``z`` (m); NaN: no points
+
+
+def low_surface_cells(grid: GridSpec, window: Window, xyz: FloatArray, percentile: float) -> tuple[F32, F32]:
+    """The low surface's ``z`` and ``spread`` in ``window`` of ``grid``; exact for every cell whose points are all in ``xyz``.
+
+    Lidar SMRF uses the minimum (``percentile`` 0). Photogrammetric clouds have stray low points
+    in many cells, and a minimum surface full of such dips makes the morphological filter flag
+    open ground as objects, so the DEM stage passes a low percentile instead.
     """
-    window = Window(0, 0, grid.width, grid.height)
-    if percentile > 0.0:
-        z, _ = cell_percentile(grid, window, xyz, percentile)
-        return z
-    flat, inside = cell_index(grid, window, xyz[:, 0], xyz[:, 1])
-    out = np.full(grid.width * grid.height, np.inf)
-    np.minimum.at(out, flat[inside], xyz[inside, 2])
-    out[~np.isfinite(out)] = np.nan
-    return out.reshape(grid.height, grid.width).astype(np.float32)
+    (low, high), _ = cell_percentiles(grid, window, xyz, (percentile, SPREAD_PERCENTILE))
+    return low, (high - low).astype(np.float32)
+
+
+def low_surface(xyz: FloatArray, cell: float, percentile: float, crs: str = "") -> LowSurface:
+    """The low surface of a whole point set on a grid covering it (the eager path)."""
+    grid = _grid_for(xyz, cell, crs)
+    z, spread = low_surface_cells(grid, Window(0, 0, grid.width, grid.height), xyz, percentile)
+    return LowSurface(grid, z, spread)
 
 
 def _disk(radius: int) -> NDArray[np.uint8]:
@@ -115,40 +150,103 @@ def _pits(z: F32, opts: SmrfOptions) -> BoolArray:
     return pits
 
 
-def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
-    """SMRF's provisional ground surface of a point set.
-
-    After the progressive opening has removed objects, a progressive closing of the
-    interpolated ground finds pits (clusters of stray points under the ground, which the
-    opening keeps); they are removed and the surface interpolated again. The closing runs on
-    the ground without objects, so courtyards between buildings are not pits.
-    """
-    grid = _grid_for(xyz, opts.cell)
-    zmin = min_surface(xyz, grid, opts.cell_percentile)
-    base = float(np.nanmin(zmin))
-    z = nearest_fill(zmin) - base
-    objects = np.zeros(z.shape, dtype=bool)
+def smrf_object_radius(z: F32, opts: SmrfOptions) -> NDArray[np.int16]:
+    """SMRF on a filled low surface: for each cell the opening radius (in cells) that first flagged
+    it as an object, i.e. lowered it by more than ``slope * radius`` (0: never, ground). The
+    radius is about half the width of the object the cell belongs to."""
+    first = np.zeros(z.shape, dtype=np.int16)
     last = z.astype(np.float32)
     for radius in range(1, int(math.ceil(opts.window / opts.cell)) + 1):
         opened = np.asarray(cv2.morphologyEx(last, cv2.MORPH_OPEN, _disk(radius), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
-        objects |= (last - opened) > opts.slope * radius * opts.cell
+        first[((last - opened) > opts.slope * radius * opts.cell) & (first == 0)] = radius
         last = opened
-    provisional = np.where(objects | ~np.isfinite(zmin), np.nan, z).astype(np.float32)
-    ground = interpolate_fill(provisional, ~np.isfinite(provisional))
-    pits = _pits(ground, opts)
+    return first
+
+
+def grow_ground(z: F32, ground: BoolArray, eligible: BoolArray, max_step: float) -> BoolArray:
+    """``ground`` plus every ``eligible`` cell joined to it by a chain of 8-neighbours whose heights
+    differ by at most ``max_step`` per cell of distance (diagonals: times sqrt 2).
+
+    One connected-components pass over the graph of such links, so the result does not depend
+    on the order of growth.
+    """
+    h, w = z.shape
+    nodes = ground | eligible
+    idx = np.arange(h * w).reshape(h, w)
+    rows: list[NDArray[np.int64]] = []
+    cols: list[NDArray[np.int64]] = []
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = (slice(0, h - dr), slice(max(0, -dc), w - max(0, dc)))
+        b = (slice(dr, h), slice(max(0, dc), w - max(0, -dc)) if dc >= 0 else slice(0, w + dc))
+        with np.errstate(invalid="ignore"):
+            link = nodes[a] & nodes[b] & (np.abs(z[a] - z[b]) <= max_step * math.hypot(dr, dc))
+        rows.append(idx[a][link])
+        cols.append(idx[b][link])
+    i = np.concatenate(rows)
+    j = np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(h * w, h * w))
+    _, labels = connected_components(graph, directed=False)
+    seeded = np.zeros(labels.max() + 1, dtype=bool)
+    seeded[labels[ground.ravel()]] = True
+    return ground | (nodes & seeded[labels].reshape(h, w))
+
+
+def smrf_cells(low: LowSurface, opts: SmrfOptions) -> BoolArray:
+    """Ground cells of a low surface: SMRF's non-object cells, grown back into smooth objects at
+    least ``grow_min_width`` wide (raised terrain) across gentle steps (see the module notes)."""
+    valid = np.isfinite(low.z)
+    if not valid.any():
+        return valid
+    z = nearest_fill(low.z) - float(np.nanmin(low.z))
+    radius = smrf_object_radius(z, opts)
+    ground = valid & (radius == 0)
+    if opts.grow_slope > 0.0 and ground.any():
+        min_radius = max(1, int(math.ceil(opts.grow_min_width / 2.0 / opts.cell)))
+        with np.errstate(invalid="ignore"):
+            eligible = valid & (radius >= min_radius) & (low.spread <= opts.grow_max_spread)
+        ground = grow_ground(np.where(valid, z, np.nan).astype(np.float32), ground, eligible, opts.grow_slope * opts.cell)
+    return ground
+
+
+def surface_from_cells(low: LowSurface, ground: BoolArray, opts: SmrfOptions) -> GroundSurface:
+    """The ground surface through the ground cells of a low surface, everything else interpolated.
+
+    A progressive closing of the interpolated ground then finds pits (clusters of stray points
+    under the ground, which the opening keeps); they are removed and the surface interpolated
+    again. The closing runs on the ground without objects, so courtyards between buildings are
+    not pits.
+    """
+    if not ground.any():
+        filled = nearest_fill(low.z)
+        return GroundSurface(low.grid, np.nan_to_num(filled, nan=0.0).astype(np.float32))
+    base = float(np.nanmin(low.z[ground]))
+    provisional = np.where(ground, low.z - base, np.nan).astype(np.float32)
+    surface = interpolate_fill(provisional, ~np.isfinite(provisional))
+    pits = _pits(surface, opts)
     if pits.any():
         provisional[pits] = np.nan
-        ground = interpolate_fill(provisional, ~np.isfinite(provisional))
-    return GroundSurface(grid, (ground + base).astype(np.float32))
+        surface = interpolate_fill(provisional, ~np.isfinite(provisional))
+    return GroundSurface(low.grid, (nearest_fill(surface) + base).astype(np.float32))
+
+
+def smrf_surface(xyz: FloatArray, opts: SmrfOptions) -> GroundSurface:
+    """SMRF's provisional ground surface of a point set (the eager path: low surface, ground
+    cells, interpolation)."""
+    low = low_surface(xyz, opts.cell, opts.cell_percentile)
+    return surface_from_cells(low, smrf_cells(low, opts), opts)
+
+
+def ground_test(xyz: FloatArray, surface: GroundSurface, threshold: float, scalar: float) -> BoolArray:
+    """Points within ``threshold + scalar * local slope`` of the ground surface."""
+    zs = surface.sample(xyz[:, 0], xyz[:, 1])
+    s = GroundSurface(surface.grid, surface.slope()).sample(xyz[:, 0], xyz[:, 1])
+    return np.asarray(np.abs(xyz[:, 2] - zs) <= threshold + scalar * s)
 
 
 def smrf_ground(xyz: FloatArray, opts: SmrfOptions) -> tuple[BoolArray, GroundSurface]:
     """Which points are ground, and the ground surface they were tested against."""
     surface = smrf_surface(xyz, opts)
-    zs = surface.sample(xyz[:, 0], xyz[:, 1])
-    slope_grid = GroundSurface(surface.grid, surface.slope())
-    s = slope_grid.sample(xyz[:, 0], xyz[:, 1])
-    return np.abs(xyz[:, 2] - zs) <= opts.threshold + opts.scalar * s, surface
+    return ground_test(xyz, surface, opts.threshold, opts.scalar), surface
 
 
 def csf_ground(xyz: FloatArray, cloth_resolution: float, class_threshold: float = 0.5) -> BoolArray:
@@ -181,6 +279,22 @@ def ground_surface_from(xyz: FloatArray, ground: BoolArray, cell: float) -> Grou
         z = (total / n).reshape(grid.height, grid.width).astype(np.float32)
     z = interpolate_fill(z, ~np.isfinite(z))
     return GroundSurface(grid, nearest_fill(z))
+
+
+def csf_cells(low: LowSurface, cloth_resolution: float, opts: SmrfOptions) -> BoolArray:
+    """Ground cells of a low surface by cloth simulation: one point per cell at its low height,
+    pits (clusters of stray low points, which hold the inverted cloth up) left out."""
+    valid = np.isfinite(low.z)
+    if np.count_nonzero(valid) < 3:
+        return valid
+    base = float(np.nanmin(low.z))
+    keep = valid & ~_pits((nearest_fill(low.z) - base).astype(np.float32), opts)
+    xs, ys = low.grid.cell_centers(Window(0, 0, low.grid.width, low.grid.height))
+    xx, yy = np.meshgrid(xs, ys)
+    pts = np.column_stack([xx[keep], yy[keep], low.z[keep].astype(np.float64)])
+    out = np.zeros(low.z.shape, dtype=bool)
+    out[keep] = csf_ground(pts, cloth_resolution, opts.threshold)
+    return out
 
 
 def plane_residual(z: F32, valid: BoolArray, window: int) -> F32:
