@@ -59,6 +59,8 @@ class ImageView:
     work_size: tuple[int, int] = (0, 0)  # (width, height) of the working image
     low_cache: str = ""  # the working image reduced by the blending grid factor (.npy, RGB)
     low_size: tuple[int, int] = (0, 0)
+    zbuf_cache: str = ""  # the image's z-buffer of the DSM at the working scale (.npy, pipeline.ortho.visibility.ZBuffer)
+    zbuf_cell: float = 0.0  # its cell (working-image pixels)
     seam_data: str = ""  # samples on the seam grid (.npz)
     seam_window: Window | None = None
     sharpness: float = 0.0

@@ -151,6 +151,11 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     tol = plan.params.occlusion_tolerance_m
     occ = load_occluders(plan, hr, occluder_bounds(region, view.center, z_lo, z_hi), origin)
     zbuf = build_zbuffer(proj, occ, zbuffer_cell(occ.spacing, work_cam.focal_px, view.min_depth))
+    # The tiles test their cells against this same buffer: it holds every occluder between the
+    # footprint and the camera, so one buffer per image serves every tile, the same way.
+    zbuf_path = ws.ortho_image_cache_path(view.name, "zbuf")
+    ws.save_ortho_array(zbuf_path, zbuf.depth)
+    filled = dataclasses.replace(filled, zbuf_cache=str(zbuf_path), zbuf_cell=zbuf.cell)
     z = np.asarray(np.load(plan.seam_heights, mmap_mode="r")[win.slices], dtype=np.float32)
     xs, ys = sg.cell_centers(win)
     X = np.broadcast_to((xs - x_mid).astype(np.float32)[None, :], z.shape)
