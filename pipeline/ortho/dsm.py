@@ -26,6 +26,9 @@ class DsmSource:
     grid: GridSpec
     # Height used where no valid DSM cell is near (the flight's median ground height).
     fill_height: float
+    # A raw float32 copy of the DSM (.npy, NaN for no data) that windows are sliced from
+    # without decoding the GeoTIFF again; empty until :func:`scan_dsm` writes one.
+    raw: str = ""
 
     @classmethod
     def open(cls, path: Path) -> "DsmSource":
@@ -74,6 +77,18 @@ def fill_nearest(z: F32, fill: float, bad: NDArray[np.bool_] | None = None) -> F
     return np.asarray(z[idx[0], idx[1]], dtype=np.float32)
 
 
+def _raw_window(dsm: DsmSource, window: Window) -> F32:
+    """A window of the raw DSM copy that may reach past the raster (NaN there)."""
+    raw = np.load(dsm.raw, mmap_mode="r")
+    out = np.full((window.height, window.width), np.nan, np.float32)
+    H, W = raw.shape
+    c0, r0 = max(0, window.col_off), max(0, window.row_off)
+    c1, r1 = min(W, window.col_off + window.width), min(H, window.row_off + window.height)
+    if c1 > c0 and r1 > r0:
+        out[r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off] = raw[r0:r1, c0:c1]
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class DsmWindow:
     """A block of the DSM in memory, holes filled: sample it on any grid without more reads."""
@@ -83,7 +98,7 @@ class DsmWindow:
 
     @classmethod
     def read(cls, dsm: DsmSource, window: Window) -> "DsmWindow":
-        z = fill_nearest(read_band_window(Path(dsm.path), window), dsm.fill_height)
+        z = fill_nearest(_raw_window(dsm, window) if dsm.raw else read_band_window(Path(dsm.path), window), dsm.fill_height)
         g = dsm.grid
         grid = GridSpec(g.crs, g.x_min + window.col_off * g.resolution, g.y_max - window.row_off * g.resolution, g.resolution, window.width, window.height)
         return cls(grid, z)
@@ -104,6 +119,26 @@ class DsmWindow:
         c0, r0 = c0 - c0 % a, r0 - r0 % a
         c1, r1 = c1 + (-c1) % a, r1 + (-r1) % a
         return cls.read(dsm, Window(c0, r0, max(a, c1 - c0), max(a, r1 - r0)))
+
+    @property
+    def step(self) -> F32:
+        """step[r, c]: height range of the 2x2 block whose top-left cell is (r, c), the bilinear support (cached)."""
+        cached = self.__dict__.get("_step")
+        if cached is None:
+            k = np.ones((2, 2), np.uint8)
+            cached = np.asarray(
+                cv2.dilate(self.z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+                - cv2.erode(self.z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE),
+                dtype=np.float32,
+            )
+            object.__setattr__(self, "_step", cached)
+            object.__setattr__(self, "_step_max", float(cached.max()) if cached.size else 0.0)
+        return np.asarray(cached, dtype=np.float32)
+
+    @property
+    def step_max(self) -> float:
+        _ = self.step
+        return float(self.__dict__["_step_max"])
 
     def max_pooled(self, factor: int) -> "DsmWindow":
         """Highest height per block of ``factor`` x ``factor`` cells (conservative for occlusion)."""
@@ -135,12 +170,8 @@ class DsmWindow:
         # would quantise positions to 1/32 cell, a visible error on a 10 m wall).
         out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if step_m is not None:
-            k = np.ones((2, 2), np.uint8)
-            # step[r, c]: height range of the 2x2 block whose top-left cell is (r, c), the bilinear support.
-            step = cv2.dilate(z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
-                z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
-            )
-            if float(step.max()) > step_m:
+            step = self.step
+            if float(self.step_max) > step_m:
                 at_step = cv2.remap(step, np.floor(map_x), np.floor(map_y), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > np.float32(step_m)
                 nearest = cv2.remap(z, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
                 out = np.where(at_step, nearest, out)
@@ -220,12 +251,16 @@ def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float
     return np.asarray(low[np.ix_(r, c)], dtype=np.float32)
 
 
-def scan_dsm(dsm: DsmSource, pool: int, pooled_out: Path, cells_per_block: int = 32, read_size: int = 2048) -> tuple[HeightRange, GridSpec]:
+def scan_dsm(
+    dsm: DsmSource, pool: int, pooled_out: Path, cells_per_block: int = 32, read_size: int = 2048, raw_out: Path | None = None
+) -> tuple[HeightRange, GridSpec]:
     """One streaming pass over the DSM: the coarse min/max grid, and the max-pooled occluder DSM.
 
     The pooled DSM (highest height per ``pool`` x ``pool`` cells, NaN where no
     data) is written to ``pooled_out`` as a memory-mapped .npy, so tiles read
-    just their window of it. Memory stays at one read block.
+    just their window of it. With ``raw_out``, the DSM itself is copied there
+    too (float32 .npy, NaN for no data; see :attr:`DsmSource.raw`). Memory
+    stays at one read block.
     """
     g = dsm.grid
     b = max(1, cells_per_block)
@@ -235,6 +270,7 @@ def scan_dsm(dsm: DsmSource, pool: int, pooled_out: Path, cells_per_block: int =
     zmin = np.full((bh, bw), np.nan, np.float32)
     zmax = np.full((bh, bw), np.nan, np.float32)
     pooled = np.lib.format.open_memmap(pooled_out, mode="w+", dtype=np.float32, shape=(ph, pw))
+    raw = np.lib.format.open_memmap(raw_out, mode="w+", dtype=np.float32, shape=(g.height, g.width)) if raw_out is not None else None
     lcm = b * p // math.gcd(b, p)
     step = max(lcm, (read_size // lcm) * lcm)
     for r0 in range(0, g.height, step):
@@ -242,6 +278,8 @@ def scan_dsm(dsm: DsmSource, pool: int, pooled_out: Path, cells_per_block: int =
             h = min(step, g.height - r0)
             w = min(step, g.width - c0)
             z = read_band_window(Path(dsm.path), Window(c0, r0, w, h))
+            if raw is not None:
+                raw[r0 : r0 + h, c0 : c0 + w] = z
             for size, lo_out, hi_out in ((b, zmin, zmax), (p, None, pooled)):
                 hh, ww = -(-h // size) * size, -(-w // size) * size
                 pad = np.full((hh, ww), np.nan, np.float32)
@@ -257,6 +295,9 @@ def scan_dsm(dsm: DsmSource, pool: int, pooled_out: Path, cells_per_block: int =
                     lo_out[rb : rb + lo.shape[0], cb : cb + lo.shape[1]] = lo
     pooled.flush()
     del pooled
+    if raw is not None:
+        raw.flush()
+        del raw
     coarse = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * b, bw, bh)
     pooled_grid = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * p, pw, ph)
     return HeightRange(coarse, zmin, zmax), pooled_grid

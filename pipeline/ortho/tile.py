@@ -85,6 +85,7 @@ class _View:
         self._zbuf: ZBuffer | None = None
         self._low: NDArray[np.uint8] | None = None
         self._lattice: F32 | None = None
+        self._image: NDArray[np.uint8] | None = None
         fp = view.footprint
         self.local_footprint = (fp[0] - origin[0], fp[1] - origin[1], fp[2] - origin[0], fp[3] - origin[1])
         self.low_sx = view.low_size[0] / view.work_size[0]
@@ -127,8 +128,9 @@ class _View:
         """
         if u.shape[0] == 0:
             return np.zeros((0, 3), np.float32)
-        arr = np.load(self.view.work_cache, mmap_mode="r")
-        cols = sample_image(arr, u, v, self.interpolation)
+        if self._image is None:
+            self._image = np.load(self.view.work_cache, mmap_mode="r")
+        cols = sample_image(self._image, u, v, self.interpolation)
         if not any(self.view.shading):
             return cols * self.gain
         if self._lattice is None:
@@ -259,17 +261,21 @@ def _assign(
     if groups is None:
         counts = np.bincount(labels + 1, minlength=1)
         groups = {k: np.flatnonzero(labels == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
-    for k, idx in groups.items():
-        if k not in views or idx.size == 0:
+    for k, group in groups.items():
+        if k not in views:
             continue
-        u, v, frame, vis = views[k].see(x[idx], y[idx], z[idx])
-        good = frame & vis
-        if good.all():
-            final[idx] = k
-            picks.setdefault(k, []).append((idx, u, v))
-            continue
-        final[idx[good]] = k
-        picks.setdefault(k, []).append((idx[good], u[good], v[good]))
+        parts = picks.setdefault(k, [])
+        # In chunks that stay in the CPU cache through the projection and the visibility test.
+        for s in range(0, group.size, _CHUNK):
+            idx = group[s : s + _CHUNK]
+            u, v, frame, vis = views[k].see(x[idx], y[idx], z[idx])
+            good = frame & vis
+            if good.all():
+                final[idx] = k
+                parts.append((idx, u, v))
+            else:
+                final[idx[good]] = k
+                parts.append((idx[good], u[good], v[good]))
     pending = np.flatnonzero(final < 0)
     if pending.size and views:
         m = pending.size
@@ -458,6 +464,8 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
 
 
+# Points per chunk of the per-point work (a few hundred kB per array: they stay in the CPU cache).
+_CHUNK = 32768
 # A float32 RGB pixel as one item.
 _RGB32 = np.dtype((np.void, 12))
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -106,8 +107,9 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     res = oc.gsd_factor * geo.gsd_m
     grid = GridSpec.covering(rec.crs, *geo.bounds, res)
     pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
-    with atomic_path(ws.ortho_occluders_path) as tmp:
-        hr, pooled_grid = scan_dsm(dsm, pool, tmp)
+    with atomic_path(ws.ortho_occluders_path) as tmp, atomic_path(ws.ortho_dsm_path) as tmp_raw:
+        hr, pooled_grid = scan_dsm(dsm, pool, tmp, raw_out=tmp_raw)
+    dsm = dataclasses.replace(dsm, raw=str(ws.ortho_dsm_path))
     ws.save_ortho_arrays(
         ws.ortho_heights_path,
         grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
