@@ -180,18 +180,22 @@ def write_orthophoto(ws: Workspace, oc: OrthoConfig, fp: FlightPlan, results: li
 
     GDAL's block cache is capped while the tiles stream in, so the writer's
     memory does not grow with the mosaic (it would otherwise hold up to 5% of
-    the machine's memory in dirty blocks).
+    the machine's memory in dirty blocks). The scratch raster is uncompressed
+    (the tiles go straight in and the overviews reduce it without decoding);
+    the preview comes from its overviews before the COG is published.
     """
     with rasterio.Env(GDAL_CACHEMAX=_WRITE_CACHE_MB * 1024 * 1024):
         with TiledRasterWriter(
-            ws.orthophoto_path, fp.plan.grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality
+            ws.orthophoto_path, fp.plan.grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality,
+            scratch_compression="none",
         ) as writer:
             for r in sorted(results, key=lambda t: (t.window.row_off, t.window.col_off)):
                 data = ws.load_ortho_arrays(Path(r.path))
                 writer.write(r.window, data["rgb"], data["mask"])
             for w in fp.empty:
                 writer.write(w, np.zeros((3, w.height, w.width), np.uint8), np.zeros((w.height, w.width), bool))
-    write_preview(ws, oc.preview_size_px)
+            data, mask = writer.reduced(oc.preview_size_px)
+            _write_preview_png(ws, data, mask)
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
@@ -241,6 +245,10 @@ def _tile_task(job: tuple[Window, list[ImageView]], plan: OrthoPlan, ws: Workspa
 def write_preview(ws: Workspace, max_side: int) -> None:
     """orthophoto_preview.png (RGBA) from the COG's overviews."""
     data, mask = read_reduced(ws.orthophoto_path, max_side)
+    _write_preview_png(ws, data, mask)
+
+
+def _write_preview_png(ws: Workspace, data: np.ndarray, mask: np.ndarray) -> None:
     rgba = np.concatenate([data[:3], mask[None]], axis=0).astype(np.uint8)
     with atomic_path(ws.orthophoto_preview_path) as tmp:
         write_png(tmp, rgba)
