@@ -290,16 +290,32 @@ def _assign(
         first_frame = np.full(m, -1, np.int32)
         ff_behind = np.full(m, np.inf, np.float32)
         ff_uv = np.zeros((2, m), np.float32)
+        # Points in raster order (y falling) let each footprint's rows be found by bisection.
+        ny = -py
+        rows_sorted = bool(np.all(ny[1:] >= ny[:-1]))
         for k in sorted(views):
             view = views[k]
             fx0, fy0, fx1, fy1 = view.local_footprint
-            sel = np.flatnonzero((px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1))
+            if rows_sorted:
+                a = int(np.searchsorted(ny, np.float32(-fy1), "left"))
+                b = int(np.searchsorted(ny, np.float32(-fy0), "right"))
+                sel = a + np.flatnonzero((px[a:b] >= fx0) & (px[a:b] <= fx1))
+            else:
+                sel = np.flatnonzero((px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1))
             if sel.size == 0:
                 continue
             sx, sy, sz = px[sel], py[sel], pz[sel]
-            c = view.cost(sx, sy, sz, plan.gsd_m, plan)
-            u, v, frame, behind = view.see_depth(sx, sy, sz)
-            frame &= np.isfinite(c)
+            # Most fallback points are off this image (the flight's edge): project first, and
+            # weigh the view and test the z-buffer only where the point is in frame.
+            u, v, d, ok = view.proj.project(sx, sy, sz)
+            f = np.flatnonzero(ok & inside_image(u, v, view.cam.width, view.cam.height, 0.5))
+            zb = view.zbuf()
+            if f.size == 0 or zb is None:
+                continue
+            sel, u, v = sel[f], u[f], v[f]
+            behind = hidden_by(zb, u, v, d[f], view.cam.focal_px, view.tol)
+            c = view.cost(sx[f], sy[f], sz[f], plan.gsd_m, plan)
+            frame = np.isfinite(c)
             hit = np.flatnonzero(frame & (behind <= 0) & (c < best_cost[sel]))
             t = sel[hit]
             best[t] = k
