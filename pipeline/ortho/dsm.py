@@ -162,19 +162,25 @@ class DsmWindow:
         edges stay crisp.
         """
         xs, ys = grid.cell_centers(window)
-        col, row = self.grid.world_to_cell(xs, ys)
-        map_x = np.ascontiguousarray(np.broadcast_to(col.astype(np.float32)[None, :], (window.height, window.width)))
-        map_y = np.ascontiguousarray(np.broadcast_to(row.astype(np.float32)[:, None], (window.height, window.width)))
+        col64, row64 = self.grid.world_to_cell(xs, ys)
+        col, row = col64.astype(np.float32), row64.astype(np.float32)  # the positions OpenCV sees
+        map_x = np.ascontiguousarray(np.broadcast_to(col[None, :], (window.height, window.width)))
+        map_y = np.ascontiguousarray(np.broadcast_to(row[:, None], (window.height, window.width)))
         z = self.z
         # Float maps: OpenCV interpolates float rasters exactly with them (fixed-point maps
         # would quantise positions to 1/32 cell, a visible error on a 10 m wall).
         out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if step_m is not None:
-            step = self.step
-            if float(self.step_max) > step_m:
-                at_step = cv2.remap(step, np.floor(map_x), np.floor(map_y), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > np.float32(step_m)
-                nearest = cv2.remap(z, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-                out = np.where(at_step, nearest, out)
+        if step_m is not None and self.step_max > step_m:
+            # The grid is separable (columns and rows), so the cells at steps and their nearest
+            # DSM cells come from 1-D indices; only the step cells are rewritten.
+            H, W = z.shape
+            fc = np.clip(np.floor(col), 0, W - 1).astype(np.intp)
+            fr = np.clip(np.floor(row), 0, H - 1).astype(np.intp)
+            rr, cc = np.nonzero(self.step[np.ix_(fr, fc)] > np.float32(step_m))
+            if rr.size:
+                nc = np.clip(np.rint(col), 0, W - 1).astype(np.intp)  # OpenCV's nearest: round half to even
+                nr = np.clip(np.rint(row), 0, H - 1).astype(np.intp)
+                out[rr, cc] = z[nr[rr], nc[cc]]
         return np.asarray(out, dtype=np.float32)
 
 

@@ -123,21 +123,43 @@ class _View:
 
         Sampled straight from the memory-mapped image cache: only the pages
         under the points are read. The image's brightness field is smooth across
-        the frame, so it is evaluated on a lattice every ``_FIELD_STEP`` pixels and
-        interpolated (a point gets the same factor whichever tile asks).
+        the frame, so it is evaluated (times the gains) on a lattice every
+        ``_FIELD_STEP`` pixels and interpolated: a point gets the same factor
+        whichever tile asks.
         """
-        if u.shape[0] == 0:
+        n = u.shape[0]
+        if n == 0:
             return np.zeros((0, 3), np.float32)
         if self._image is None:
             self._image = np.load(self.view.work_cache, mmap_mode="r")
-        cols = sample_image(self._image, u, v, self.interpolation)
-        if not any(self.view.shading):
-            return cols * self.gain
         if self._lattice is None:
-            self._lattice = self._shading_lattice()
+            self._lattice = self._gain_lattice()
+        # 1-D points as rows of an image for cv2.remap (it takes at most 32767 per side).
+        cols = _REMAP_COLS
+        rows = -(-n // cols)
+        mu = np.empty(rows * cols, np.float32)
+        mv = np.empty(rows * cols, np.float32)
+        mu[:n] = u
+        mv[:n] = v
+        mu[n:] = 0.0
+        mv[n:] = 0.0
+        mu2, mv2 = mu.reshape(rows, cols), mv.reshape(rows, cols)
+        pix = cv2.remap(self._image, mu2, mv2, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
         s = np.float32(1.0 / _FIELD_STEP)
-        f = sample_image(self._lattice, u * s, v * s)[:, 0]
-        return cols * (f[:, None] * self.gain[None, :])
+        mu2 *= s
+        mv2 *= s
+        fac = cv2.remap(self._lattice, mu2, mv2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.multiply(pix, fac, dtype=cv2.CV_32F)
+        return np.asarray(out, np.float32).reshape(rows * cols, 3)[:n]
+
+    def _gain_lattice(self) -> F32:
+        """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel."""
+        if any(self.view.shading):
+            f = self._shading_lattice()
+        else:
+            cam = self.cam
+            f = np.ones((cam.height // _FIELD_STEP + 2, cam.width // _FIELD_STEP + 2), np.float32)
+        return np.ascontiguousarray(f[..., None] * self.gain[None, None, :], dtype=np.float32)
 
     def _shading_lattice(self) -> F32:
         cam = self.cam
@@ -482,6 +504,8 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
 
 # Points per chunk of the per-point work (a few hundred kB per array: they stay in the CPU cache).
 _CHUNK = 32768
+# Points per row when 1-D samples go through cv2.remap.
+_REMAP_COLS = 4096
 # A float32 RGB pixel as one item.
 _RGB32 = np.dtype((np.void, 12))
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
