@@ -20,7 +20,7 @@ class OrthoParams:
     """The numeric knobs the kernels need (from :class:`pipeline.config.OrthoConfig`)."""
 
     # Ortho pixels per cell of the coarse blending grid.
-    low_factor: int = 8
+    low_factor: int = 16
     # Width (ortho pixels, Gaussian sigma) over which brightness and colour cross a seam.
     blend_sigma_px: float = 48.0
     # How far behind the z-buffer surface (m) a sample may be and still count as visible.
