@@ -255,7 +255,7 @@ def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64
 
 
 def _assign(
-    labels: NDArray[np.int32],
+    labels: NDArray[np.int32] | None,
     x: F32,
     y: F32,
     z: F32,
@@ -272,7 +272,7 @@ def _assign(
     frame, and are flagged ``occluded``.
 
     ``groups`` (label -> point indices) saves the scans of ``labels`` when the
-    caller knows them.
+    caller knows them (``labels`` may then be None).
 
     Returns (final labels, per image: parts of (point indices, u, v), occluded flags).
     """
@@ -281,6 +281,8 @@ def _assign(
     occluded = np.zeros(n, bool)
     picks: dict[int, list[tuple[I64, F32, F32]]] = {}
     if groups is None:
+        if labels is None:
+            raise ValueError("_assign needs labels or groups")
         counts = np.bincount(labels + 1, minlength=1)
         groups = {k: np.flatnonzero(labels == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
     for k, group in groups.items():
@@ -408,7 +410,7 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
         counts = np.bincount(seam_full + 1, minlength=1)
         groups = {k: np.flatnonzero(seam_full == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
     _T.lap("labels")
-    final, picks, occluded = _assign(zf, X, Y, zf, ctx, plan, groups)
+    final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups)
     _T.lap("assign_full")
     del X, Y, zf, groups
 

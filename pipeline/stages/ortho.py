@@ -194,8 +194,8 @@ def write_orthophoto(ws: Workspace, oc: OrthoConfig, fp: FlightPlan, results: li
                 writer.write(r.window, data["rgb"], data["mask"])
             for w in fp.empty:
                 writer.write(w, np.zeros((3, w.height, w.width), np.uint8), np.zeros((w.height, w.width), bool))
-            data, mask = writer.reduced(oc.preview_size_px)
-            _write_preview_png(ws, data, mask)
+            small, small_mask = writer.reduced(oc.preview_size_px)
+            _write_preview_png(ws, small, small_mask)
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
