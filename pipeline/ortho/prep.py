@@ -50,14 +50,19 @@ def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float,
         e = np.zeros(0, np.float32)
         return Occluders(e, e, e, r)
     pooled = np.load(plan.occluders, mmap_mode="r")
-    oz = np.asarray(pooled[owin.slices], dtype=np.float32)
     oxs, oys = og.cell_centers(owin)
-    ground = float(origin[2])
-    floor = floor_heights(hr, oxs, oys, ground)
-    oz = np.where(np.isfinite(oz), oz, floor)  # no data: no occluder
+    ground = np.float32(origin[2])
+    # Heights relative to the local origin, computed in place.
+    oz = np.array(pooled[owin.slices], dtype=np.float32)
+    oz -= ground
+    floor = floor_heights(hr, oxs, oys, float(origin[2]))
+    floor -= ground
+    missing = np.isnan(oz)
+    if missing.any():
+        oz[missing] = floor[missing]  # no data: no occluder
     return occluders_from_grid(
-        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), (oz - ground).astype(np.float32),
-        r, plan.params.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
+        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), oz,
+        r, plan.params.occlusion_tolerance_m, floor, trim=1,
     )
 
 
