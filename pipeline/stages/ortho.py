@@ -35,7 +35,7 @@ from models.image import SkippedItem
 from models.raster import GridSpec, Window
 from pipeline.config import Config, Interpolation, OrthoConfig
 from pipeline.ortho import flight
-from pipeline.ortho.dsm import DsmSource, dsm_overview, heights_on_grid, scan_dsm
+from pipeline.ortho.dsm import heights_on_grid, import_dsm, pool_dsm
 from pipeline.ortho.plan import ImageView, OrthoParams, OrthoPlan
 from pipeline.ortho.prep import prepare_image
 from pipeline.ortho.seams import SeamWeights
@@ -100,16 +100,18 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     if not ws.dsm_path.exists():
         raise InputError(f"no DSM at {ws.dsm_path}; run the dem stage first")
     rec = ws.load_reconstruction()
-    dsm = DsmSource.open(ws.dsm_path)
+    # One decode of the DSM: its raw copy (tiles slice it), the coarse min/max grid, an overview.
+    with atomic_path(ws.ortho_dsm_path) as tmp_raw:
+        dsm, hr, overview = import_dsm(ws.dsm_path, tmp_raw)
+    dsm = dataclasses.replace(dsm, raw=str(ws.ortho_dsm_path))
     if dsm.grid.crs and not _same_crs(dsm.grid.crs, rec.crs):
         raise InputError(f"DSM {ws.dsm_path} is in {dsm.grid.crs} but the cameras are in {rec.crs}; rerun the dem stage")
-    geo = flight.flight_geometry(rec, dsm, dsm_overview(dsm))
+    geo = flight.flight_geometry(rec, dsm, overview)
     res = oc.gsd_factor * geo.gsd_m
     grid = GridSpec.covering(rec.crs, *geo.bounds, res)
     pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
-    with atomic_path(ws.ortho_occluders_path) as tmp, atomic_path(ws.ortho_dsm_path) as tmp_raw:
-        hr, pooled_grid = scan_dsm(dsm, pool, tmp, raw_out=tmp_raw)
-    dsm = dataclasses.replace(dsm, raw=str(ws.ortho_dsm_path))
+    with atomic_path(ws.ortho_occluders_path) as tmp:
+        pooled_grid = pool_dsm(dsm, pool, tmp)
     ws.save_ortho_arrays(
         ws.ortho_heights_path,
         grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
