@@ -118,18 +118,19 @@ class _View:
     def cost(self, x: F32, y: F32, z: F32, gsd_ref: float, plan: OrthoPlan) -> F32:
         return view_cost(self.proj.center_local, self.view.camera.focal_px, x, y, z, gsd_ref, plan.params.view, self.view.blur_penalty)
 
-    def sample(self, u: F32, v: F32) -> F32:
-        """Gain-balanced colours (n, 3) at working-image pixels (all inside the frame).
+    def render(self, u: F32, v: F32, cx: F32, cy: F32, field: F32) -> NDArray[np.uint8]:
+        """Final colours (n, 3) uint8 of points at working-image pixels (u, v), all inside the frame.
 
-        Sampled straight from the memory-mapped image cache: only the pages
-        under the points are read. The image's brightness field is smooth across
-        the frame, so it is evaluated (times the gains) on a lattice every
-        ``_FIELD_STEP`` pixels and interpolated: a point gets the same factor
-        whichever tile asks.
+        The image is sampled straight from the memory-mapped cache (only the
+        pages under the points are read), times the gains and the brightness
+        field, plus the low-band correction ``field`` at coarse-grid positions
+        (cx, cy). The brightness field is smooth across the frame, so it is
+        evaluated (times the gains) on a lattice every ``_FIELD_STEP`` pixels
+        and interpolated: a point gets the same factor whichever tile asks.
         """
         n = u.shape[0]
         if n == 0:
-            return np.zeros((0, 3), np.float32)
+            return np.zeros((0, 3), np.uint8)
         if self._image is None:
             self._image = np.load(self.view.work_cache, mmap_mode="r")
         if self._lattice is None:
@@ -137,20 +138,19 @@ class _View:
         # 1-D points as rows of an image for cv2.remap (it takes at most 32767 per side).
         cols = _REMAP_COLS
         rows = -(-n // cols)
-        mu = np.empty(rows * cols, np.float32)
-        mv = np.empty(rows * cols, np.float32)
-        mu[:n] = u
-        mv[:n] = v
-        mu[n:] = 0.0
-        mv[n:] = 0.0
-        mu2, mv2 = mu.reshape(rows, cols), mv.reshape(rows, cols)
-        pix = cv2.remap(self._image, mu2, mv2, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
+        maps = np.empty((4, rows * cols), np.float32)
+        for i, a in enumerate((u, v, cx, cy)):
+            maps[i, :n] = a
+        maps[:, n:] = 0.0
+        mu, mv, mx, my = (m.reshape(rows, cols) for m in maps)
+        pix = cv2.remap(self._image, mu, mv, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
         s = np.float32(1.0 / _FIELD_STEP)
-        mu2 *= s
-        mv2 *= s
-        fac = cv2.remap(self._lattice, mu2, mv2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out = cv2.multiply(pix, fac, dtype=cv2.CV_32F)
-        return np.asarray(out, np.float32).reshape(rows * cols, 3)[:n]
+        mu *= s
+        mv *= s
+        fac = cv2.remap(self._lattice, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        corr = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.add(cv2.multiply(pix, fac, dtype=cv2.CV_32F), corr, dtype=cv2.CV_8U)
+        return np.asarray(out, np.uint8).reshape(rows * cols, 3)[:n]
 
     def _gain_lattice(self) -> F32:
         """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel."""
@@ -456,46 +456,30 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
         deltas[k] = correction(blended, covered, low_cols[pos[k]], low_valid[pos[k]], sigma_low, needed)
     _T.lap("low_band")
 
-    # -- samples, then the corrections in one remap over the whole tile -----------------
-    out = np.zeros((h * w, 3), np.float32)
-    flat = out.view(_RGB32).ravel()  # one 12-byte item per pixel: a scatter moves whole pixels
+    # -- samples plus corrections, image by image ----------------------------------------
+    rows_in_ext = ((np.arange(h) + (window.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
+    cols_in_ext = ((np.arange(w) + (window.col_off - ext.col_off) + 0.5) / f - 0.5).astype(np.float32)
+    rgb = np.zeros((h * w, 3), np.uint8)
+    flat = rgb.view(_RGB8).ravel()  # one 3-byte item per pixel: a scatter moves whole pixels
     for k, parts in picks.items():
+        field = np.ascontiguousarray(deltas[k], dtype=np.float32)
         for idx, u, v in parts:
             if idx.size:
-                np.put(flat, idx, np.ascontiguousarray(ctx[k].sample(u, v)).view(_RGB32).ravel())
+                r = idx // w
+                cx, cy = cols_in_ext[idx - r * w], rows_in_ext[r]
+                np.put(flat, idx, np.ascontiguousarray(ctx[k].render(u, v, cx, cy, field)).view(_RGB8).ravel())
     _T.lap("sample")
     n_occluded = int(occluded.sum())
-    # The correction fields of the tile's images (and the fill of ground no image sees) sit
-    # one above the other, each with a replicated border; per pixel, the map points into
-    # the field of its image.
-    fields = [deltas[k] for k in picks]
-    block = low_h + 2
-    lut = np.zeros(max(picks, default=0) + 3, np.float32)  # atlas row of each label's field (index label + 1)
-    for j, k in enumerate(picks):
-        lut[k + 1] = j * block + 1
-    row_of = lut[final + 1]
     if n_occluded and p.fill_occluded:
         # Ground no image sees (behind a building at the flight's edge): the smooth colour of
         # the ground around it rather than the wall that hides it. Computed on the coarse grid
         # with its margin, so it does not depend on where the tile borders fall.
-        fields.append(fill_field(blended, covered, sigma_low))
-        row_of[occluded] = (len(fields) - 1) * block + 1
-        out[occluded] = 0.0
-    stack = (
-        np.concatenate([np.asarray(cv2.copyMakeBorder(fl.astype(np.float32), 1, 1, 1, 1, cv2.BORDER_REPLICATE)) for fl in fields])
-        if fields else np.zeros((1, 1, 3), np.float32)
-    )
-    rows_in_ext = ((np.arange(h) + (window.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
-    cols_in_ext = ((np.arange(w) + (window.col_off - ext.col_off) + 0.5) / f - 0.5).astype(np.float32)
-    cmx = np.ascontiguousarray(np.broadcast_to(cols_in_ext[None, :] + np.float32(1.0), (h, w)))
-    cmy = row_of.reshape(h, w)
-    cmy += rows_in_ext[:, None]
-    corr = cv2.remap(stack, cmx, cmy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    del cmx, cmy, row_of
-    _T.lap("corr_remap")
-    rgb = np.asarray(cv2.add(out.reshape(h, w, 3), corr, dtype=cv2.CV_8U), np.uint8)
+        idx = np.flatnonzero(occluded)
+        r = idx // w
+        fill = _sample_field(fill_field(blended, covered, sigma_low), cols_in_ext[idx - r * w], rows_in_ext[r])
+        np.put(flat, idx, np.ascontiguousarray(cv2.add(fill, np.zeros_like(fill), dtype=cv2.CV_8U)).view(_RGB8).ravel())
+    rgb = rgb.reshape(h, w, 3)
     mask = (final >= 0).reshape(h, w)
-    rgb[~mask] = 0
     _T.lap("compose")
     path = ws.ortho_tile_path(window.row_off, window.col_off)
     ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb, -1, 0), mask=mask)
@@ -508,8 +492,8 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
 _CHUNK = 32768
 # Points per row when 1-D samples go through cv2.remap.
 _REMAP_COLS = 4096
-# A float32 RGB pixel as one item.
-_RGB32 = np.dtype((np.void, 12))
+# An 8-bit RGB pixel as one item.
+_RGB8 = np.dtype((np.void, 3))
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
 _FIELD_STEP = 8
 
