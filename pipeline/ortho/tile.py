@@ -478,11 +478,10 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
         r = idx // w
         fill = _sample_field(fill_field(blended, covered, sigma_low), cols_in_ext[idx - r * w], rows_in_ext[r])
         np.put(flat, idx, np.ascontiguousarray(cv2.add(fill, np.zeros_like(fill), dtype=cv2.CV_8U)).view(_RGB8).ravel())
-    rgb = rgb.reshape(h, w, 3)
     mask = (final >= 0).reshape(h, w)
     _T.lap("compose")
     path = ws.ortho_tile_path(window.row_off, window.col_off)
-    ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb, -1, 0), mask=mask)
+    ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb.reshape(h, w, 3), -1, 0), mask=mask)
     _T.lap("save")
     used = tuple(sorted(int(k) for k, parts in picks.items() if any(part[0].size for part in parts)))
     return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
