@@ -143,7 +143,8 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
         return filled
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
     seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
-    seam_img = _resize(work, seam_w, seam_h)
+    # The same reduction as the blending copy when the sizes agree (they do at the default factors).
+    seam_img = low if (seam_w, seam_h) == (low_w, low_h) else _resize(work, seam_w, seam_h)
     hr = load_height_range(ws, plan)
     region = window_bounds(sg, win)
     z_lo, z_hi = hr.range_in(region, ground)

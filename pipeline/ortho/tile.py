@@ -2,19 +2,21 @@
 
 For the tile's cells:
 
-1. Heights from the DSM (bilinear at the cell centres).
-2. The image of each cell from the flight-level seam labels; each cell is
-   projected into that image with the true camera model and checked against
-   the image frame and the image's z-buffer of the DSM. Cells the labelled
-   image cannot see (occluded behind a building at full resolution, or
-   beyond the coarse seam grid's detail) take the cheapest image that does
-   see them; cells no image sees unoccluded take the cheapest image that has
-   them in frame (counted as ``occluded_fill``).
-3. Samples from the cached working images (bilinear or bicubic), times the
-   flight-level exposure gains.
-4. Two-band blending: the low band of the images is blended across seams on
-   a coarse grid that extends past the tile by three blending sigmas, so a
-   neighbouring tile computes the same correction along the shared border.
+1. Heights from the DSM (bilinear at the cell centres; the nearest cell at height steps),
+   sliced from the raw DSM copy the plan step wrote.
+2. The image of each cell from the flight-level seam labels, seam cell by seam cell; each
+   cell is projected with the true camera model into that image and tested against the image
+   frame and the image's z-buffer of the DSM (made once per image by the preparation task).
+   The per-point work runs in chunks that stay in the CPU cache. Cells the labelled image
+   cannot see (occluded behind a building at full resolution, or beyond the coarse seam
+   grid's detail) take the cheapest image that does see them; cells no image sees unoccluded
+   take the least hidden image that has them in frame (counted as ``occluded_fill``).
+3. Two-band blending: the low band of the images is blended across seams on a coarse grid
+   that extends past the tile by three blending sigmas, so a neighbouring tile computes the
+   same correction along the shared border.
+4. Per image, its cells are sampled from the memory-mapped image cache (bilinear or bicubic),
+   times the flight-level gains and brightness field, plus the low-band correction, and
+   scattered into the tile as 8-bit pixels.
 
 Returns the tile's file and small figures; the client streams tiles into the COG.
 """
@@ -40,23 +42,6 @@ from pipeline.ortho.visibility import ZBuffer, hidden_by
 from pipeline.workspace import Workspace
 
 F32 = NDArray[np.float32]
-
-
-class _Timer:  # TEMPORARY profiling aid
-    def __init__(self) -> None:
-        import time
-        self.time = time.process_time
-        self.acc: dict[str, float] = {}
-        self.t = 0.0
-
-    def lap(self, name: str | None) -> None:
-        t = self.time()
-        if name is not None:
-            self.acc[name] = self.acc.get(name, 0.0) + t - self.t
-        self.t = t
-
-
-_T = _Timer()
 I64 = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
@@ -375,7 +360,6 @@ def _local_grid(grid: GridSpec, window: Window, origin: NDArray[np.float64]) -> 
 
 def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Workspace) -> TileResult:
     """Dask task: orthorectify, choose, blend and save one tile; returns its file and figures."""
-    _T.lap(None)
     grid = plan.grid
     p = plan.params
     f = p.low_factor
@@ -389,9 +373,7 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     tb = window_bounds(grid, window)
     origin = np.array([0.5 * (tb[0] + tb[2]), 0.5 * (tb[1] + tb[3]), ground])
     cands = [v for v in views if bounds_intersect(v.footprint, ext_bounds)]
-    _T.lap("setup")
     dsm = DsmWindow.covering(plan.dsm, ext_bounds, pad=3)
-    _T.lap("dsm_read")
     ctx = {v.index: _View(v, origin, p.interpolation, p.occlusion_tolerance_m) for v in cands}
     labels_map = np.load(plan.labels, mmap_mode="r")
 
@@ -399,7 +381,6 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     h, w = window.height, window.width
     lx, ly, wx, wy = _local_grid(grid, window, origin)
     zf = (dsm.sample(grid, window, p.edge_step_m) - np.float32(ground)).ravel()
-    _T.lap("full_z")
     X = np.broadcast_to(lx[None, :], (h, w)).ravel()
     Y = np.broadcast_to(ly[:, None], (h, w)).ravel()
     cells = _seam_cells(labels_map, plan.seam_grid, grid, window)
@@ -409,9 +390,7 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
         seam_full = _seam_labels(labels_map, plan.seam_grid, wx, wy).ravel()
         counts = np.bincount(seam_full + 1, minlength=1)
         groups = {k: np.flatnonzero(seam_full == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
-    _T.lap("labels")
     final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups)
-    _T.lap("assign_full")
     del X, Y, zf, groups
 
     # -- coarse grid: the same choice, then the low-band corrections --------------------
@@ -421,7 +400,6 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     LY = np.broadcast_to(lly[:, None], (low_h, low_w)).ravel()
     seam_low = _seam_labels(labels_map, plan.seam_grid, lwx, lwy).ravel()
     low_final, _, _ = _assign(seam_low, LX, LY, zl, ctx, plan)
-    _T.lap("low_assign")
     involved = sorted(set(picks) | {int(k) for k in np.unique(low_final) if k >= 0})
     pos = {k: i for i, k in enumerate(involved)}
     low_cols: list[F32] = []
@@ -441,20 +419,12 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     low_lab = np.full(low_final.shape, -1, np.int32)
     for k, i in pos.items():
         low_lab[low_final == k] = i
-    _T.lap("low_see_sample")
     blended, covered = blend_low(low_cols, low_valid, low_lab.reshape(low_h, low_w), sigma_low)
     deltas: dict[int, F32] = {}
+    offset = (window.row_off - ext.row_off, window.col_off - ext.col_off)
     for k, parts in picks.items():
-        # The coarse cells this image's pixels interpolate between.
-        r0 = min(int(idx.min()) // w for idx, _, _ in parts if idx.size) if any(pt[0].size for pt in parts) else 0
-        r1 = max(int(idx.max()) // w for idx, _, _ in parts if idx.size) if any(pt[0].size for pt in parts) else 0
-        cs = [idx % w for idx, _, _ in parts if idx.size]
-        c0 = min(int(c.min()) for c in cs) if cs else 0
-        c1 = max(int(c.max()) for c in cs) if cs else 0
-        dr, dc = window.row_off - ext.row_off, window.col_off - ext.col_off
-        needed = ((r0 + dr) // f - 1, (r1 + dr) // f + 2, (c0 + dc) // f - 1, (c1 + dc) // f + 2)
+        needed = _coarse_block([idx for idx, _, _ in parts if idx.size], w, f, offset)
         deltas[k] = correction(blended, covered, low_cols[pos[k]], low_valid[pos[k]], sigma_low, needed)
-    _T.lap("low_band")
 
     # -- samples plus corrections, image by image ----------------------------------------
     rows_in_ext = ((np.arange(h) + (window.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
@@ -468,7 +438,6 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
                 r = idx // w
                 cx, cy = cols_in_ext[idx - r * w], rows_in_ext[r]
                 np.put(flat, idx, np.ascontiguousarray(ctx[k].render(u, v, cx, cy, field)).view(_RGB8).ravel())
-    _T.lap("sample")
     n_occluded = int(occluded.sum())
     if n_occluded and p.fill_occluded:
         # Ground no image sees (behind a building at the flight's edge): the smooth colour of
@@ -479,12 +448,24 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
         fill = _sample_field(fill_field(blended, covered, sigma_low), cols_in_ext[idx - r * w], rows_in_ext[r])
         np.put(flat, idx, np.ascontiguousarray(cv2.add(fill, np.zeros_like(fill), dtype=cv2.CV_8U)).view(_RGB8).ravel())
     mask = (final >= 0).reshape(h, w)
-    _T.lap("compose")
     path = ws.ortho_tile_path(window.row_off, window.col_off)
     ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb.reshape(h, w, 3), -1, 0), mask=mask)
-    _T.lap("save")
     used = tuple(sorted(int(k) for k, parts in picks.items() if any(part[0].size for part in parts)))
     return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
+
+
+def _coarse_block(parts: list[I64], w: int, f: int, offset: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) of the coarse cells that bilinear samples at the pixels ``parts``
+    (flat indices in a ``w``-wide window at ``offset`` rows, cols inside the coarse grid) touch."""
+    if not parts:
+        return (0, 0, 0, 0)
+    r0 = min(int(i.min()) for i in parts) // w
+    r1 = max(int(i.max()) for i in parts) // w
+    cols = [i % w for i in parts]
+    c0 = min(int(c.min()) for c in cols)
+    c1 = max(int(c.max()) for c in cols)
+    dr, dc = offset
+    return ((r0 + dr) // f - 1, (r1 + dr) // f + 2, (c0 + dc) // f - 1, (c1 + dc) // f + 2)
 
 
 # Points per chunk of the per-point work (a few hundred kB per array: they stay in the CPU cache).
