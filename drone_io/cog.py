@@ -20,12 +20,16 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from numpy.typing import NDArray
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window as RioWindow
 
+from drone_io.raster_grid import read_reduced
 from models.raster import GridSpec, Window
 
 logger = logging.getLogger(__name__)
+
+_BLOCK = 512  # COG block side
+_CACHE_MB = 256  # GDAL block cache while overviews and the COG are made
 
 
 def _rio_window(w: Window) -> RioWindow:
@@ -50,6 +54,7 @@ class TiledRasterWriter:
         nodata: float = -9999.0,
         overview_resampling: str = "average",
         description: str = "",
+        scratch_compression: str = "deflate",
     ) -> None:
         if kind not in ("rgb", "float"):
             raise ValueError(f"unknown raster kind {kind!r}")
@@ -61,6 +66,10 @@ class TiledRasterWriter:
         self.nodata = nodata
         self.overview_resampling = overview_resampling
         self.description = description
+        # "deflate" keeps the scratch small; "none" is faster to write, to reduce into
+        # overviews and to read back (the mosaic's texture hardly deflates anyway).
+        self.scratch_compression = scratch_compression.lower()
+        self._overviews: list[int] | None = None
         self.scratch = self.final.parent / f".tmp-{uuid.uuid4().hex[:12]}-scratch-{self.final.stem}.tif"
         self._ds: Any = None
 
@@ -79,10 +88,10 @@ class TiledRasterWriter:
             "tiled": True,
             "blockxsize": 512,
             "blockysize": 512,
-            "compress": "deflate",
-            "zlevel": 1,
             "bigtiff": "IF_SAFER",
         }
+        if self.scratch_compression != "none":
+            profile.update(compress=self.scratch_compression, zlevel=1)
         if self.kind == "rgb":
             profile.update(count=4 if self.uses_alpha else 3, dtype="uint8", photometric="RGB")
         else:
@@ -120,6 +129,38 @@ class TiledRasterWriter:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 self._ds.write_mask((mask * 255).astype(np.uint8), window=rw)
 
+    def overview_factors(self) -> list[int]:
+        """Overview decimations as GDAL's COG driver picks them: halve until a level fits one block."""
+        factors: list[int] = []
+        f = 1
+        longest = max(self.grid.width, self.grid.height)
+        while -(-longest // f) > _BLOCK:
+            f *= 2
+            factors.append(f)
+        return factors
+
+    def build_overviews(self) -> None:
+        """Finish the scratch raster and reduce it into internal overviews (the COG keeps them).
+
+        Done once; without it the COG driver builds the overviews itself when publishing.
+        """
+        if self._overviews is not None:
+            return
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+        self._overviews = self.overview_factors()
+        if self._overviews:
+            comp = "NONE" if self.scratch_compression == "none" else self.scratch_compression.upper()
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=_CACHE_MB, COMPRESS_OVERVIEW=comp):
+                with rasterio.open(self.scratch, "r+") as ds:
+                    ds.build_overviews(self._overviews, Resampling[self.overview_resampling.lower()])
+
+    def reduced(self, max_side: int) -> tuple[NDArray[Any], NDArray[np.uint8]]:
+        """The written raster at most ``max_side`` pixels a side and its mask (0/255), from the scratch's overviews."""
+        self.build_overviews()
+        return read_reduced(self.scratch, max_side)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -129,6 +170,7 @@ class TiledRasterWriter:
         try:
             if self._ds is not None:
                 self._ds.close()
+                self._ds = None
             if exc_type is None:
                 self._publish()
         finally:
@@ -143,6 +185,8 @@ class TiledRasterWriter:
             "BIGTIFF": "IF_SAFER",
             "NUM_THREADS": "ALL_CPUS",
         }
+        if self._overviews:
+            options["OVERVIEWS"] = "FORCE_USE_EXISTING"
         if self.kind == "rgb" and self.compression == "jpeg":
             options.update(COMPRESS="JPEG", QUALITY=self.jpeg_quality)
         elif self.kind == "rgb":
@@ -151,7 +195,7 @@ class TiledRasterWriter:
             options.update(COMPRESS="DEFLATE", PREDICTOR="YES")
         tmp = self.final.parent / f".tmp-{uuid.uuid4().hex[:12]}-{self.final.name}"
         try:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=256):
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=_CACHE_MB):
                 rasterio.shutil.copy(self.scratch, tmp, driver="COG", **options)
             os.replace(tmp, self.final)
         finally:

@@ -67,7 +67,8 @@ def decode_image(path: Path, reduce: int = 1, gray: bool = False, bgr: bool = Fa
         return np.ascontiguousarray(img)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    return np.ascontiguousarray(img if bgr else img[:, :, ::-1])
+    # cvtColor swaps the channels in one pass (a reversed view made contiguous is several times slower).
+    return np.ascontiguousarray(img if bgr else cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
 def read_image_rgb(path: Path, reduce: int = 1) -> NDArray[np.uint8]:

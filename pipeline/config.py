@@ -334,8 +334,9 @@ class OrthoConfig:
     fill_hidden_m: float = 2.0
     # Gaussian sigma (ortho pixels) over which brightness and colour cross a seam.
     blend_sigma_px: float = 48.0
-    # Ortho pixels per cell of the coarse grid used for the low band of the blend.
-    blend_low_factor: int = 8
+    # Ortho pixels per cell of the coarse grid used for the low band of the blend (16: the
+    # blend's sigma spans three cells, enough for a smooth Gaussian; finer costs 4x per halving).
+    blend_low_factor: int = 16
     # Balance exposure with one gain per image and channel, solved from overlaps.
     exposure_balance: bool = True
     # Also fit and remove brightness that varies across the frame: the lens fall-off per camera

@@ -655,6 +655,7 @@ class Workspace:
     # work/ortho/images/<image>.<level>.npy  decoded images (level 'work' or 'low'), read by crops
     # work/ortho/seam/<image>.npz            one image's samples on the seam grid
     # work/ortho/heights.npz                 coarse DSM min/max; occluders.npy: max-pooled DSM
+    # work/ortho/dsm.npy                     raw copy of the DSM, sliced by the tiles (removed with the scratch)
     # work/ortho/labels.npy                  flight-level seam labels
     # work/ortho/tiles/r<row>_c<col>.npz     finished tiles (RGB + mask) until the COG is written
     @property
@@ -679,6 +680,11 @@ class Workspace:
     @property
     def ortho_occluders_path(self) -> Path:
         return self.ortho_dir / "occluders.npy"
+
+    @property
+    def ortho_dsm_path(self) -> Path:
+        """Raw float32 copy of the DSM that the ortho tiles slice their windows from."""
+        return self.ortho_dir / "dsm.npy"
 
     @property
     def ortho_seam_heights_path(self) -> Path:
@@ -717,6 +723,7 @@ class Workspace:
         """Remove the stage's scratch files (tiles, seam samples; image caches unless kept)."""
         for sub in ("tiles", "seam") + (() if keep_images else ("images",)):
             shutil.rmtree(self.ortho_dir / sub, ignore_errors=True)
+        self.ortho_dsm_path.unlink(missing_ok=True)
 
 
 def require(condition: bool, message: str) -> None:

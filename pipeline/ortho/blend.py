@@ -42,6 +42,58 @@ def normalized_blur(values: F32, valid: BoolArray, sigma: float) -> tuple[F32, F
     return out.astype(np.float32), den
 
 
+def blend_low(low: list[F32], valid: list[BoolArray], labels: NDArray[np.int32], sigma: float) -> tuple[F32, BoolArray]:
+    """The blended low band (h, w, 3) and where any image contributes to it.
+
+    ``low[j]`` are image j's coarse colour samples (h, w, 3), ``valid[j]`` where
+    they exist, ``labels`` which image each coarse cell belongs to (index into
+    the lists, -1 for none), ``sigma`` the transition width in coarse cells.
+    """
+    h, w = labels.shape
+    acc = np.zeros((h, w, 3), np.float32)
+    wsum = np.zeros((h, w), np.float32)
+    for j in range(len(low)):
+        mask = (labels == j).astype(np.float32)
+        if not mask.any():
+            continue  # no weight anywhere
+        wj = _blur(mask, sigma) * valid[j].astype(np.float32)
+        acc += np.where(valid[j][..., None], low[j], np.float32(0.0)) * wj[..., None]
+        wsum += wj
+    covered = wsum > 1e-6
+    blended = acc / np.maximum(wsum, np.float32(1e-6))[..., None]
+    return blended.astype(np.float32), covered
+
+
+def correction(
+    blended: F32, covered: BoolArray, low: F32, valid: BoolArray, sigma: float, needed: tuple[int, int, int, int] | None = None
+) -> F32:
+    """One image's correction field (h, w, 3): the smooth part of ``blended - low``, extended past its samples.
+
+    The field is extended (nearest value) over cells without samples nearby;
+    with ``needed`` = (row0, row1, col0, col1), only when some cell of that
+    block lacks them (elsewhere the field is left at zero: nobody samples it).
+    """
+    h, w = covered.shape
+    have = valid & covered
+    delta = np.where(have[..., None], blended - low, np.float32(0.0)).astype(np.float32)
+    # Keep only the smooth part of the correction, then extend it over cells without samples.
+    smooth, den = normalized_blur(delta, have, max(1.0, 0.5 * sigma))
+    ok = den > 1e-3
+    if not ok.any():
+        return np.zeros((h, w, 3), np.float32)
+    if needed is not None:
+        r0, r1, c0, c1 = needed
+        if ok[max(0, r0) : max(0, r1), max(0, c0) : max(0, c1)].all():
+            return np.where(ok[..., None], smooth, np.float32(0.0)).astype(np.float32)
+    return fill_nearest(smooth, 0.0, ~ok)
+
+
+def fill_field(blended: F32, covered: BoolArray, sigma: float) -> F32:
+    """The blended low band smoothed and extended over cells no image sees (nearest value)."""
+    smooth_all, den_all = normalized_blur(np.where(covered[..., None], blended, np.float32(0.0)).astype(np.float32), covered, max(1.0, 0.5 * sigma))
+    return fill_nearest(smooth_all, 0.0, ~(den_all > 1e-3))
+
+
 def low_band_corrections(
     low: list[F32], valid: list[BoolArray], labels: NDArray[np.int32], sigma: float
 ) -> tuple[list[F32], F32]:
@@ -57,27 +109,6 @@ def low_band_corrections(
     h, w = labels.shape
     if n == 0:
         return [], np.zeros((h, w, 3), np.float32)
-    acc = np.zeros((h, w, 3), np.float32)
-    wsum = np.zeros((h, w), np.float32)
-    weights = []
-    for j in range(n):
-        mask = (labels == j).astype(np.float32)
-        wj = _blur(mask, sigma) * valid[j].astype(np.float32)
-        weights.append(wj)
-        acc += np.where(valid[j][..., None], low[j], 0.0) * wj[..., None]
-        wsum += wj
-    covered = wsum > 1e-6
-    blended = acc / np.maximum(wsum, np.float32(1e-6))[..., None]
-    out = []
-    for j in range(n):
-        have = valid[j] & covered
-        delta = np.where(have[..., None], blended - low[j], 0.0).astype(np.float32)
-        # Keep only the smooth part of the correction, then extend it over cells without samples.
-        smooth, den = normalized_blur(delta, have, max(1.0, 0.5 * sigma))
-        ok = den > 1e-3
-        if not ok.any():
-            out.append(np.zeros((h, w, 3), np.float32))
-            continue
-        out.append(fill_nearest(smooth, 0.0, ~ok))
-    smooth_all, den_all = normalized_blur(np.where(covered[..., None], blended, 0.0).astype(np.float32), covered, max(1.0, 0.5 * sigma))
-    return out, fill_nearest(smooth_all, 0.0, ~(den_all > 1e-3))
+    blended, covered = blend_low(low, valid, labels, sigma)
+    out = [correction(blended, covered, low[j], valid[j], sigma) for j in range(n)]
+    return out, fill_field(blended, covered, sigma)

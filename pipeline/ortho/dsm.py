@@ -26,34 +26,9 @@ class DsmSource:
     grid: GridSpec
     # Height used where no valid DSM cell is near (the flight's median ground height).
     fill_height: float
-
-    @classmethod
-    def open(cls, path: Path) -> "DsmSource":
-        info = read_raster_info(path)
-        if info.count < 1:
-            raise InputError(f"DSM {path} has no bands")
-        # The median of a reduced read: cheap, and robust to nodata.
-        longest = max(info.grid.width, info.grid.height)
-        factor = max(1, longest // 512)
-        coarse = read_band_window(
-            path,
-            Window(0, 0, info.grid.width, info.grid.height),
-            out_shape=(max(1, info.grid.height // factor), max(1, info.grid.width // factor)),
-        )
-        finite = coarse[np.isfinite(coarse)]
-        if finite.size == 0:
-            raise InputError(f"DSM {path} holds no valid heights; rerun the dem stage")
-        return cls(str(path), info.grid, float(np.median(finite)))
-
-
-def dsm_overview(dsm: DsmSource, longest: int = 512) -> "HeightRange":
-    """A coarse look at the whole DSM (cell averages, at most ``longest`` cells a side), for planning."""
-    g = dsm.grid
-    factor = max(1, -(-max(g.width, g.height) // longest))
-    shape = (-(-g.height // factor), -(-g.width // factor))
-    z = read_band_window(Path(dsm.path), Window(0, 0, shape[1] * factor, shape[0] * factor), out_shape=shape)
-    grid = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * factor, shape[1], shape[0])
-    return HeightRange(grid, z, z)
+    # A raw float32 copy of the DSM (.npy, NaN for no data) that windows are sliced from
+    # without decoding the GeoTIFF again; empty unless :func:`import_dsm` wrote one.
+    raw: str = ""
 
 
 def fill_nearest(z: F32, fill: float, bad: NDArray[np.bool_] | None = None) -> F32:
@@ -74,6 +49,20 @@ def fill_nearest(z: F32, fill: float, bad: NDArray[np.bool_] | None = None) -> F
     return np.asarray(z[idx[0], idx[1]], dtype=np.float32)
 
 
+def _raw_window(dsm: DsmSource, window: Window) -> F32:
+    """A window of the raw DSM copy that may reach past the raster (NaN there)."""
+    raw = np.load(dsm.raw, mmap_mode="r")
+    H, W = raw.shape
+    if window.col_off >= 0 and window.row_off >= 0 and window.col_off + window.width <= W and window.row_off + window.height <= H:
+        return np.asarray(raw[window.slices], dtype=np.float32)  # inside: the mapped block itself, no copy
+    out = np.full((window.height, window.width), np.nan, np.float32)
+    c0, r0 = max(0, window.col_off), max(0, window.row_off)
+    c1, r1 = min(W, window.col_off + window.width), min(H, window.row_off + window.height)
+    if c1 > c0 and r1 > r0:
+        out[r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off] = raw[r0:r1, c0:c1]
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class DsmWindow:
     """A block of the DSM in memory, holes filled: sample it on any grid without more reads."""
@@ -83,7 +72,7 @@ class DsmWindow:
 
     @classmethod
     def read(cls, dsm: DsmSource, window: Window) -> "DsmWindow":
-        z = fill_nearest(read_band_window(Path(dsm.path), window), dsm.fill_height)
+        z = fill_nearest(np.array(_raw_window(dsm, window)) if dsm.raw else read_band_window(Path(dsm.path), window), dsm.fill_height)
         g = dsm.grid
         grid = GridSpec(g.crs, g.x_min + window.col_off * g.resolution, g.y_max - window.row_off * g.resolution, g.resolution, window.width, window.height)
         return cls(grid, z)
@@ -104,6 +93,26 @@ class DsmWindow:
         c0, r0 = c0 - c0 % a, r0 - r0 % a
         c1, r1 = c1 + (-c1) % a, r1 + (-r1) % a
         return cls.read(dsm, Window(c0, r0, max(a, c1 - c0), max(a, r1 - r0)))
+
+    @property
+    def step(self) -> F32:
+        """step[r, c]: height range of the 2x2 block whose top-left cell is (r, c), the bilinear support (cached)."""
+        cached = self.__dict__.get("_step")
+        if cached is None:
+            k = np.ones((2, 2), np.uint8)
+            cached = np.asarray(
+                cv2.dilate(self.z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+                - cv2.erode(self.z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE),
+                dtype=np.float32,
+            )
+            object.__setattr__(self, "_step", cached)
+            object.__setattr__(self, "_step_max", float(cached.max()) if cached.size else 0.0)
+        return np.asarray(cached, dtype=np.float32)
+
+    @property
+    def step_max(self) -> float:
+        _ = self.step
+        return float(self.__dict__["_step_max"])
 
     def max_pooled(self, factor: int) -> "DsmWindow":
         """Highest height per block of ``factor`` x ``factor`` cells (conservative for occlusion)."""
@@ -127,23 +136,25 @@ class DsmWindow:
         edges stay crisp.
         """
         xs, ys = grid.cell_centers(window)
-        col, row = self.grid.world_to_cell(xs, ys)
-        map_x = np.ascontiguousarray(np.broadcast_to(col.astype(np.float32)[None, :], (window.height, window.width)))
-        map_y = np.ascontiguousarray(np.broadcast_to(row.astype(np.float32)[:, None], (window.height, window.width)))
+        col64, row64 = self.grid.world_to_cell(xs, ys)
+        col, row = col64.astype(np.float32), row64.astype(np.float32)  # the positions OpenCV sees
+        map_x = np.ascontiguousarray(np.broadcast_to(col[None, :], (window.height, window.width)))
+        map_y = np.ascontiguousarray(np.broadcast_to(row[:, None], (window.height, window.width)))
         z = self.z
         # Float maps: OpenCV interpolates float rasters exactly with them (fixed-point maps
         # would quantise positions to 1/32 cell, a visible error on a 10 m wall).
         out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if step_m is not None:
-            k = np.ones((2, 2), np.uint8)
-            # step[r, c]: height range of the 2x2 block whose top-left cell is (r, c), the bilinear support.
-            step = cv2.dilate(z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
-                z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
-            )
-            if float(step.max()) > step_m:
-                at_step = cv2.remap(step, np.floor(map_x), np.floor(map_y), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > np.float32(step_m)
-                nearest = cv2.remap(z, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-                out = np.where(at_step, nearest, out)
+        if step_m is not None and self.step_max > step_m:
+            # The grid is separable (columns and rows), so the cells at steps and their nearest
+            # DSM cells come from 1-D indices; only the step cells are rewritten.
+            H, W = z.shape
+            fc = np.clip(np.floor(col), 0, W - 1).astype(np.intp)
+            fr = np.clip(np.floor(row), 0, H - 1).astype(np.intp)
+            rr, cc = np.nonzero(self.step[np.ix_(fr, fc)] > np.float32(step_m))
+            if rr.size:
+                nc = np.clip(np.rint(col), 0, W - 1).astype(np.intp)  # OpenCV's nearest: round half to even
+                nr = np.clip(np.rint(row), 0, H - 1).astype(np.intp)
+                out[rr, cc] = z[nr[rr], nc[cc]]
         return np.asarray(out, dtype=np.float32)
 
 
@@ -168,7 +179,17 @@ def heights_on_grid(dsm: DsmSource, grid: GridSpec, window: Window, step_m: floa
     c1 += (-c1) % decim
     r1 += (-r1) % decim
     out_shape = ((r1 - r0) // decim, (c1 - c0) // decim)
-    z = fill_nearest(read_band_window(Path(dsm.path), Window(c0, r0, c1 - c0, r1 - r0), out_shape=out_shape), dsm.fill_height)
+    if dsm.raw:
+        # Cell averages of the valid cells, as GDAL's decimated read gives them.
+        block = _raw_window(dsm, Window(c0, r0, c1 - c0, r1 - r0))
+        good = np.isfinite(block)
+        total = _block_sum(np.where(good, block, np.float32(0.0)), decim)
+        count = _block_sum(good.astype(np.float32), decim)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            coarse_z = np.where(count > 0, total / np.maximum(count, 1.0), np.nan).astype(np.float32)
+    else:
+        coarse_z = read_band_window(Path(dsm.path), Window(c0, r0, c1 - c0, r1 - r0), out_shape=out_shape)
+    z = fill_nearest(coarse_z, dsm.fill_height)
     coarse = GridSpec(g.crs, g.x_min + c0 * g.resolution, g.y_max - r0 * g.resolution, g.resolution * decim, out_shape[1], out_shape[0])
     return DsmWindow(coarse, z).sample(grid, window, step_m)
 
@@ -217,46 +238,130 @@ def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float
     col, row = hr.grid.world_to_cell(xs, ys)
     c = np.clip(np.rint(col).astype(np.int64), 0, hr.grid.width - 1)
     r = np.clip(np.rint(row).astype(np.int64), 0, hr.grid.height - 1)
+    if r.size and c.size and bool(np.all(r[1:] >= r[:-1])) and bool(np.all(c[1:] >= c[:-1])):
+        # Points on a grid: runs of them share a coarse cell, so repeat the few cells needed
+        # (several times faster than gathering every point).
+        ru, rn = np.unique(r, return_counts=True)
+        cu, cn = np.unique(c, return_counts=True)
+        return np.repeat(np.repeat(low[np.ix_(ru, cu)], rn, axis=0), cn, axis=1).astype(np.float32, copy=False)
     return np.asarray(low[np.ix_(r, c)], dtype=np.float32)
 
 
-def scan_dsm(dsm: DsmSource, pool: int, pooled_out: Path, cells_per_block: int = 32, read_size: int = 2048) -> tuple[HeightRange, GridSpec]:
-    """One streaming pass over the DSM: the coarse min/max grid, and the max-pooled occluder DSM.
+def _block_reduce(a: F32, size: int, op: np.ufunc) -> F32:
+    """``op`` (np.maximum / np.minimum) over size x size blocks of ``a`` (shape a multiple of size).
 
-    The pooled DSM (highest height per ``pool`` x ``pool`` cells, NaN where no
-    data) is written to ``pooled_out`` as a memory-mapped .npy, so tiles read
-    just their window of it. Memory stays at one read block.
+    Strided element-wise passes: numpy's reduction along a short last axis is several times slower.
     """
-    g = dsm.grid
+    if size == 1:
+        return np.array(a, dtype=np.float32)
+    cols = np.array(a[:, 0::size], dtype=np.float32)
+    for k in range(1, size):
+        op(cols, a[:, k::size], out=cols)
+    out = np.array(cols[0::size], dtype=np.float32)
+    for k in range(1, size):
+        op(out, cols[k::size], out=out)
+    return out
+
+
+def _block_sum(a: NDArray[np.float32], size: int) -> NDArray[np.float64]:
+    """Sums over size x size blocks (shape a multiple of size), by strided passes."""
+    cols = np.array(a[:, 0::size], dtype=np.float64)
+    for k in range(1, size):
+        cols += a[:, k::size]
+    out = np.array(cols[0::size], dtype=np.float64)
+    for k in range(1, size):
+        out += cols[k::size]
+    return out
+
+
+def import_dsm(
+    path: Path, raw_out: Path, cells_per_block: int = 32, overview_longest: int = 512, read_size: int = 2048
+) -> tuple[DsmSource, HeightRange, HeightRange]:
+    """One decode of the DSM GeoTIFF, streamed block by block.
+
+    Writes the raw float32 copy (``raw_out``, .npy, NaN for no data; see
+    :attr:`DsmSource.raw`) and returns the source (fill height: the median of
+    the overview), the lowest and highest height per ``cells_per_block`` x
+    ``cells_per_block`` cells, and an overview of cell averages at most
+    ``overview_longest`` cells a side (for planning). Memory stays at one read
+    block plus the small grids.
+    """
+    info = read_raster_info(path)
+    if info.count < 1:
+        raise InputError(f"DSM {path} has no bands")
+    g = info.grid
     b = max(1, cells_per_block)
-    p = max(1, pool)
+    f = max(1, -(-max(g.width, g.height) // overview_longest))
     bh, bw = -(-g.height // b), -(-g.width // b)
-    ph, pw = -(-g.height // p), -(-g.width // p)
+    oh, ow = -(-g.height // f), -(-g.width // f)
     zmin = np.full((bh, bw), np.nan, np.float32)
     zmax = np.full((bh, bw), np.nan, np.float32)
-    pooled = np.lib.format.open_memmap(pooled_out, mode="w+", dtype=np.float32, shape=(ph, pw))
-    lcm = b * p // math.gcd(b, p)
+    osum = np.zeros((oh, ow), np.float64)
+    ocount = np.zeros((oh, ow), np.float64)
+    raw = np.lib.format.open_memmap(raw_out, mode="w+", dtype=np.float32, shape=(g.height, g.width))
+    lcm = b * f // math.gcd(b, f)
     step = max(lcm, (read_size // lcm) * lcm)
     for r0 in range(0, g.height, step):
         for c0 in range(0, g.width, step):
             h = min(step, g.height - r0)
             w = min(step, g.width - c0)
-            z = read_band_window(Path(dsm.path), Window(c0, r0, w, h))
-            for size, lo_out, hi_out in ((b, zmin, zmax), (p, None, pooled)):
-                hh, ww = -(-h // size) * size, -(-w // size) * size
-                pad = np.full((hh, ww), np.nan, np.float32)
-                pad[:h, :w] = z
-                finite = np.isfinite(pad)
-                hi = np.where(finite, pad, -np.inf).reshape(hh, ww // size, size).max(axis=2).reshape(hh // size, size, ww // size).max(axis=1)
-                hi[~np.isfinite(hi)] = np.nan
-                rb, cb = r0 // size, c0 // size
-                hi_out[rb : rb + hi.shape[0], cb : cb + hi.shape[1]] = hi
-                if lo_out is not None:
-                    lo = np.where(finite, pad, np.inf).reshape(hh, ww // size, size).min(axis=2).reshape(hh // size, size, ww // size).min(axis=1)
-                    lo[~np.isfinite(lo)] = np.nan
-                    lo_out[rb : rb + lo.shape[0], cb : cb + lo.shape[1]] = lo
+            z = read_band_window(path, Window(c0, r0, w, h))
+            raw[r0 : r0 + h, c0 : c0 + w] = z
+            hh, ww = -(-h // b) * b, -(-w // b) * b
+            pad = np.full((hh, ww), np.nan, np.float32)
+            pad[:h, :w] = z
+            finite = np.isfinite(pad)
+            hi = _block_reduce(np.where(finite, pad, np.float32(-np.inf)), b, np.maximum)
+            lo = _block_reduce(np.where(finite, pad, np.float32(np.inf)), b, np.minimum)
+            hi[~np.isfinite(hi)] = np.nan
+            lo[~np.isfinite(lo)] = np.nan
+            zmax[r0 // b : r0 // b + hi.shape[0], c0 // b : c0 // b + hi.shape[1]] = hi
+            zmin[r0 // b : r0 // b + lo.shape[0], c0 // b : c0 // b + lo.shape[1]] = lo
+            hh, ww = -(-h // f) * f, -(-w // f) * f
+            pad = np.zeros((hh, ww), np.float32)
+            ok = np.zeros((hh, ww), np.float32)
+            good = np.isfinite(z)
+            pad[:h, :w] = np.where(good, z, np.float32(0.0))
+            ok[:h, :w] = good
+            osum[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(pad, f)
+            ocount[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(ok, f)
+    raw.flush()
+    del raw
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(ocount > 0, osum / np.maximum(ocount, 1.0), np.nan).astype(np.float32)
+    finite_means = means[np.isfinite(means)]
+    if finite_means.size == 0:
+        raise InputError(f"DSM {path} holds no valid heights; rerun the dem stage")
+    dsm = DsmSource(str(path), g, float(np.median(finite_means)), str(raw_out))
+    coarse = HeightRange(GridSpec(g.crs, g.x_min, g.y_max, g.resolution * b, bw, bh), zmin, zmax)
+    overview = HeightRange(GridSpec(g.crs, g.x_min, g.y_max, g.resolution * f, ow, oh), means, means)
+    return dsm, coarse, overview
+
+
+def pool_dsm(dsm: DsmSource, pool: int, pooled_out: Path, read_rows: int = 2048) -> GridSpec:
+    """The max-pooled occluder DSM (highest height per ``pool`` x ``pool`` cells, NaN where no data).
+
+    Read from the raw copy band by band and written to ``pooled_out`` as a
+    memory-mapped .npy, so tiles and images read just their window of it.
+    """
+    if not dsm.raw:
+        raise ValueError("pool_dsm needs the DSM's raw copy (import_dsm)")
+    g = dsm.grid
+    p = max(1, pool)
+    ph, pw = -(-g.height // p), -(-g.width // p)
+    src = np.load(dsm.raw, mmap_mode="r")
+    pooled = np.lib.format.open_memmap(pooled_out, mode="w+", dtype=np.float32, shape=(ph, pw))
+    step = max(p, (read_rows // p) * p)
+    ww = pw * p
+    for r0 in range(0, g.height, step):
+        h = min(step, g.height - r0)
+        hh = -(-h // p) * p
+        pad = np.full((hh, ww), -np.inf, np.float32)
+        z = np.asarray(src[r0 : r0 + h], dtype=np.float32)
+        pad[:h, : g.width] = np.where(np.isfinite(z), z, np.float32(-np.inf))
+        hi = _block_reduce(pad, p, np.maximum)
+        hi[~np.isfinite(hi)] = np.nan
+        pooled[r0 // p : r0 // p + hi.shape[0]] = hi
     pooled.flush()
     del pooled
-    coarse = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * b, bw, bh)
-    pooled_grid = GridSpec(g.crs, g.x_min, g.y_max, g.resolution * p, pw, ph)
-    return HeightRange(coarse, zmin, zmax), pooled_grid
+    return GridSpec(g.crs, g.x_min, g.y_max, g.resolution * p, pw, ph)

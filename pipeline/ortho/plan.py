@@ -20,7 +20,7 @@ class OrthoParams:
     """The numeric knobs the kernels need (from :class:`pipeline.config.OrthoConfig`)."""
 
     # Ortho pixels per cell of the coarse blending grid.
-    low_factor: int = 8
+    low_factor: int = 16
     # Width (ortho pixels, Gaussian sigma) over which brightness and colour cross a seam.
     blend_sigma_px: float = 48.0
     # How far behind the z-buffer surface (m) a sample may be and still count as visible.
@@ -59,6 +59,8 @@ class ImageView:
     work_size: tuple[int, int] = (0, 0)  # (width, height) of the working image
     low_cache: str = ""  # the working image reduced by the blending grid factor (.npy, RGB)
     low_size: tuple[int, int] = (0, 0)
+    zbuf_cache: str = ""  # the image's z-buffer of the DSM at the working scale (.npy, pipeline.ortho.visibility.ZBuffer)
+    zbuf_cell: float = 0.0  # its cell (working-image pixels)
     seam_data: str = ""  # samples on the seam grid (.npz)
     seam_window: Window | None = None
     sharpness: float = 0.0

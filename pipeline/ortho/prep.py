@@ -50,14 +50,19 @@ def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float,
         e = np.zeros(0, np.float32)
         return Occluders(e, e, e, r)
     pooled = np.load(plan.occluders, mmap_mode="r")
-    oz = np.asarray(pooled[owin.slices], dtype=np.float32)
     oxs, oys = og.cell_centers(owin)
-    ground = float(origin[2])
-    floor = floor_heights(hr, oxs, oys, ground)
-    oz = np.where(np.isfinite(oz), oz, floor)  # no data: no occluder
+    ground = np.float32(origin[2])
+    # Heights relative to the local origin, computed in place.
+    oz = np.array(pooled[owin.slices], dtype=np.float32)
+    oz -= ground
+    floor = floor_heights(hr, oxs, oys, float(origin[2]))
+    floor -= ground
+    missing = np.isnan(oz)
+    if missing.any():
+        oz[missing] = floor[missing]  # no data: no occluder
     return occluders_from_grid(
-        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), (oz - ground).astype(np.float32),
-        r, plan.params.occlusion_tolerance_m, floor - np.float32(ground), trim=1,
+        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), oz,
+        r, plan.params.occlusion_tolerance_m, floor, trim=1,
     )
 
 
@@ -138,7 +143,8 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
         return filled
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
     seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
-    seam_img = _resize(work, seam_w, seam_h)
+    # The same reduction as the blending copy when the sizes agree (they do at the default factors).
+    seam_img = low if (seam_w, seam_h) == (low_w, low_h) else _resize(work, seam_w, seam_h)
     hr = load_height_range(ws, plan)
     region = window_bounds(sg, win)
     z_lo, z_hi = hr.range_in(region, ground)
@@ -151,6 +157,11 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     tol = plan.params.occlusion_tolerance_m
     occ = load_occluders(plan, hr, occluder_bounds(region, view.center, z_lo, z_hi), origin)
     zbuf = build_zbuffer(proj, occ, zbuffer_cell(occ.spacing, work_cam.focal_px, view.min_depth))
+    # The tiles test their cells against this same buffer: it holds every occluder between the
+    # footprint and the camera, so one buffer per image serves every tile, the same way.
+    zbuf_path = ws.ortho_image_cache_path(view.name, "zbuf")
+    ws.save_ortho_array(zbuf_path, zbuf.depth)
+    filled = dataclasses.replace(filled, zbuf_cache=str(zbuf_path), zbuf_cell=zbuf.cell)
     z = np.asarray(np.load(plan.seam_heights, mmap_mode="r")[win.slices], dtype=np.float32)
     xs, ys = sg.cell_centers(win)
     X = np.broadcast_to((xs - x_mid).astype(np.float32)[None, :], z.shape)

@@ -231,14 +231,15 @@ class SeamSolver:
             only_p = in_p & ~in_q
             only_q = in_q & ~in_p
             # p free, q fixed at its label: U_p(1) - U_p(0) += V(alpha, lq) - V(lp, lq).
-            np.add.at(delta, node[pr[only_p], pc[only_p]], C[only_p] - A[only_p])
+            # (np.bincount sums repeated indices like np.add.at, many times faster.)
+            delta += np.bincount(node[pr[only_p], pc[only_p]], C[only_p] - A[only_p], minlength=n)
             # q free, p fixed: U_q(1) - U_q(0) += V(lp, alpha) - V(lp, lq).
-            np.add.at(delta, node[qr[only_q], qc[only_q]], B[only_q] - A[only_q])
+            delta += np.bincount(node[qr[only_q], qc[only_q]], B[only_q] - A[only_q], minlength=n)
             # Both free: E = A + (C - A) x_p + (0 - C) x_q + (B + C - A) (1 - x_p) x_q.
             ip = node[pr[both], pc[both]]
             iq = node[qr[both], qc[both]]
-            np.add.at(delta, ip, C[both] - A[both])
-            np.add.at(delta, iq, -C[both])
+            delta += np.bincount(ip, C[both] - A[both], minlength=n)
+            delta -= np.bincount(iq, C[both], minlength=n)
             pair = np.maximum(B[both] + C[both] - A[both], 0.0)
             keep = pair > 0
             src_e.append(ip[keep])

@@ -2,19 +2,21 @@
 
 For the tile's cells:
 
-1. Heights from the DSM (bilinear at the cell centres).
-2. The image of each cell from the flight-level seam labels; each cell is
-   projected into that image with the true camera model and checked against
-   the image frame and the image's z-buffer of the DSM. Cells the labelled
-   image cannot see (occluded behind a building at full resolution, or
-   beyond the coarse seam grid's detail) take the cheapest image that does
-   see them; cells no image sees unoccluded take the cheapest image that has
-   them in frame (counted as ``occluded_fill``).
-3. Samples from the cached working images (bilinear or bicubic), times the
-   flight-level exposure gains.
-4. Two-band blending: the low band of the images is blended across seams on
-   a coarse grid that extends past the tile by three blending sigmas, so a
-   neighbouring tile computes the same correction along the shared border.
+1. Heights from the DSM (bilinear at the cell centres; the nearest cell at height steps),
+   sliced from the raw DSM copy the plan step wrote.
+2. The image of each cell from the flight-level seam labels, seam cell by seam cell; each
+   cell is projected with the true camera model into that image and tested against the image
+   frame and the image's z-buffer of the DSM (made once per image by the preparation task).
+   The per-point work runs in chunks that stay in the CPU cache. Cells the labelled image
+   cannot see (occluded behind a building at full resolution, or beyond the coarse seam
+   grid's detail) take the cheapest image that does see them; cells no image sees unoccluded
+   take the least hidden image that has them in frame (counted as ``occluded_fill``).
+3. Two-band blending: the low band of the images is blended across seams on a coarse grid
+   that extends past the tile by three blending sigmas, so a neighbouring tile computes the
+   same correction along the shared border.
+4. Per image, its cells are sampled from the memory-mapped image cache (bilinear or bicubic),
+   times the flight-level gains and brightness field, plus the low-band correction, and
+   scattered into the tile as 8-bit pixels.
 
 Returns the tile's file and small figures; the client streams tiles into the COG.
 """
@@ -24,25 +26,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from models.raster import GridSpec, Window
-from pipeline.ortho.blend import low_band_corrections
+from pipeline.ortho.blend import blend_low, correction, fill_field
 from pipeline.ortho.dsm import DsmWindow
 from pipeline.ortho.exposure import normalized_xy, shading_factor
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, bounds_intersect, window_bounds
-from pipeline.ortho.prep import load_height_range, load_occluders, sample_image
+from pipeline.ortho.prep import sample_image
 from pipeline.ortho.select import view_cost
-from pipeline.ortho.visibility import (
-    Occluders,
-    ZBuffer,
-    build_zbuffer,
-    occluder_bounds,
-    hidden_by,
-    zbuffer_cell,
-)
+from pipeline.ortho.visibility import ZBuffer, hidden_by
 from pipeline.workspace import Workspace
 
 F32 = NDArray[np.float32]
@@ -62,31 +58,28 @@ class TileResult:
 
 
 class _View:
-    """One image as seen from one tile: projector, lazy z-buffer, cached pixels."""
+    """One image as seen from one tile: projector, its z-buffer, cached pixels."""
 
-    def __init__(self, view: ImageView, origin: NDArray[np.float64], occluders: Occluders, occ_bounds: tuple[float, float, float, float], interpolation: int, tol: float) -> None:
+    def __init__(self, view: ImageView, origin: NDArray[np.float64], interpolation: int, tol: float) -> None:
         self.view = view
         self.proj = LocalProjector(view.work_camera, view.pose, origin)
         self.cam = self.proj.camera
         self.gain = np.asarray(view.gain, np.float32)
         self.tol = tol
         self.interpolation = interpolation
-        self._occ = occluders
-        self._occ_bounds = occ_bounds
         self._zbuf: ZBuffer | None = None
         self._low: NDArray[np.uint8] | None = None
+        self._lattice: F32 | None = None
+        self._image: NDArray[np.uint8] | None = None
         fp = view.footprint
         self.local_footprint = (fp[0] - origin[0], fp[1] - origin[1], fp[2] - origin[0], fp[3] - origin[1])
         self.low_sx = view.low_size[0] / view.work_size[0]
         self.low_sy = view.low_size[1] / view.work_size[1]
 
-    def zbuf(self) -> ZBuffer:
-        if self._zbuf is None:
-            occ = self._occ
-            x0, y0, x1, y1 = self._occ_bounds
-            sel = (occ.x >= x0) & (occ.x <= x1) & (occ.y >= y0) & (occ.y <= y1)
-            cell = zbuffer_cell(occ.spacing, self.cam.focal_px, self.view.min_depth)
-            self._zbuf = build_zbuffer(self.proj, Occluders(occ.x[sel], occ.y[sel], occ.z[sel], occ.spacing), cell)
+    def zbuf(self) -> ZBuffer | None:
+        """The image's z-buffer, made once per image by the preparation task (None: it has none)."""
+        if self._zbuf is None and self.view.zbuf_cache:
+            self._zbuf = ZBuffer(np.load(self.view.zbuf_cache), self.view.zbuf_cell)
         return self._zbuf
 
     def see(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, BoolArray]:
@@ -98,27 +91,69 @@ class _View:
         """(u, v, in frame, metres behind the z-buffer surface: <= 0 is visible) of local points."""
         u, v, d, ok = self.proj.project(x, y, z)
         frame = ok & inside_image(u, v, self.cam.width, self.cam.height, 0.5)
-        behind = np.full(frame.shape, np.inf, np.float32)
-        if frame.any():
-            behind[frame] = hidden_by(self.zbuf(), u[frame], v[frame], d[frame], self.cam.focal_px, self.tol)
+        zb = self.zbuf()
+        if zb is None:
+            return u, v, np.zeros(frame.shape, bool), np.full(frame.shape, np.inf, np.float32)
+        # Every point is looked up (points off the frame fall in the buffer's +inf ring): one
+        # pass over the arrays instead of compressing them to the frame first.
+        behind = hidden_by(zb, u, v, d, self.cam.focal_px, self.tol)
+        behind[~frame] = np.inf
         return u, v, frame, behind
 
     def cost(self, x: F32, y: F32, z: F32, gsd_ref: float, plan: OrthoPlan) -> F32:
         return view_cost(self.proj.center_local, self.view.camera.focal_px, x, y, z, gsd_ref, plan.params.view, self.view.blur_penalty)
 
-    def sample(self, u: F32, v: F32) -> F32:
-        """Gain-compensated colours at working-image pixels (all inside the frame)."""
-        if u.shape[0] == 0:
-            return np.zeros((0, 3), np.float32)
-        arr = np.load(self.view.work_cache, mmap_mode="r")
-        h, w = arr.shape[:2]
-        c0 = max(0, int(math.floor(float(u.min()))) - 2)
-        c1 = min(w, int(math.ceil(float(u.max()))) + 3)
-        r0 = max(0, int(math.floor(float(v.min()))) - 2)
-        r1 = min(h, int(math.ceil(float(v.max()))) + 3)
-        crop = np.ascontiguousarray(arr[r0:r1, c0:c1])
-        cols = sample_image(crop, u - np.float32(c0), v - np.float32(r0), self.interpolation)
-        return self._balanced(cols, u, v)
+    def render(self, u: F32, v: F32, cx: F32, cy: F32, field: F32) -> NDArray[np.uint8]:
+        """Final colours (n, 3) uint8 of points at working-image pixels (u, v), all inside the frame.
+
+        The image is sampled straight from the memory-mapped cache (only the
+        pages under the points are read), times the gains and the brightness
+        field, plus the low-band correction ``field`` at coarse-grid positions
+        (cx, cy). The brightness field is smooth across the frame, so it is
+        evaluated (times the gains) on a lattice every ``_FIELD_STEP`` pixels
+        and interpolated: a point gets the same factor whichever tile asks.
+        """
+        n = u.shape[0]
+        if n == 0:
+            return np.zeros((0, 3), np.uint8)
+        if self._image is None:
+            self._image = np.load(self.view.work_cache, mmap_mode="r")
+        if self._lattice is None:
+            self._lattice = self._gain_lattice()
+        # 1-D points as rows of an image for cv2.remap (it takes at most 32767 per side).
+        cols = _REMAP_COLS
+        rows = -(-n // cols)
+        maps = np.empty((4, rows * cols), np.float32)
+        for i, a in enumerate((u, v, cx, cy)):
+            maps[i, :n] = a
+        maps[:, n:] = 0.0
+        mu, mv, mx, my = (m.reshape(rows, cols) for m in maps)
+        pix = cv2.remap(self._image, mu, mv, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
+        s = np.float32(1.0 / _FIELD_STEP)
+        mu *= s
+        mv *= s
+        fac = cv2.remap(self._lattice, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        corr = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.add(cv2.multiply(pix, fac, dtype=cv2.CV_32F), corr, dtype=cv2.CV_8U)
+        return np.asarray(out, np.uint8).reshape(rows * cols, 3)[:n]
+
+    def _gain_lattice(self) -> F32:
+        """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel."""
+        if any(self.view.shading):
+            f = self._shading_lattice()
+        else:
+            cam = self.cam
+            f = np.ones((cam.height // _FIELD_STEP + 2, cam.width // _FIELD_STEP + 2), np.float32)
+        return np.ascontiguousarray(f[..., None] * self.gain[None, None, :], dtype=np.float32)
+
+    def _shading_lattice(self) -> F32:
+        cam = self.cam
+        gu = np.arange(0, cam.width + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
+        gv = np.arange(0, cam.height + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
+        uu = np.broadcast_to(gu[None, :], (gv.size, gu.size))
+        vv = np.broadcast_to(gv[:, None], (gv.size, gu.size))
+        x, y = normalized_xy(uu, vv, cam.cx, cam.cy, cam.width, cam.height)
+        return np.ascontiguousarray(shading_factor(x, y, self.view.shading), dtype=np.float32)
 
     def _balanced(self, cols: F32, u: F32, v: F32) -> F32:
         """Colours times the image's gains, with its brightness field removed (u, v: working pixels)."""
@@ -138,8 +173,12 @@ class _View:
         return self._balanced(sample_image(self._low, ul, vl), u, v)
 
 
-def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> NDArray[np.int32] | None:
-    """Seam labels for the pixels of ``window`` by repetition, when seam cells are whole pixel blocks."""
+def _seam_cells(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> tuple[NDArray[np.int32], int, int, int] | None:
+    """The seam cells over ``window`` when seam cells are whole blocks of ki x ki pixels of the grid.
+
+    Returns (labels of the cells covering the window, ki, and the window's row and column
+    offset inside the first cell), or None when the grids are not aligned.
+    """
     k = sg.resolution / grid.resolution
     ki = int(round(k))
     if abs(k - ki) > 1e-6 or abs(sg.x_min - grid.x_min) > 1e-6 * grid.resolution or abs(sg.y_max - grid.y_max) > 1e-6 * grid.resolution:
@@ -150,9 +189,37 @@ def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec
     sub = np.full((r1 - r0, c1 - c0), -1, np.int32)
     rr1, cc1 = min(r1, sg.height), min(c1, sg.width)
     sub[: rr1 - r0, : cc1 - c0] = labels[r0:rr1, c0:cc1]
+    return sub, ki, window.row_off - r0 * ki, window.col_off - c0 * ki
+
+
+def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> NDArray[np.int32] | None:
+    """Seam labels for the pixels of ``window`` by repetition, when seam cells are whole pixel blocks."""
+    cells = _seam_cells(labels, sg, grid, window)
+    if cells is None:
+        return None
+    sub, ki, ro, co = cells
     big = np.repeat(np.repeat(sub, ki, axis=0), ki, axis=1)
-    ro, co = window.row_off - r0 * ki, window.col_off - c0 * ki
     return np.ascontiguousarray(big[ro : ro + window.height, co : co + window.width])
+
+
+def _cell_groups(sub: NDArray[np.int32], ki: int, ro: int, co: int, h: int, w: int) -> dict[int, I64]:
+    """Flat pixel indices (h x w window) of each label's seam cells, cell by cell (no full-window scans)."""
+    groups: dict[int, I64] = {}
+    d = np.arange(ki, dtype=np.int64)
+    for k in (int(i) for i in np.unique(sub)):
+        if k < 0:
+            continue
+        cr, cc = np.nonzero(sub == k)
+        rows = cr.astype(np.int64)[:, None] * ki - ro + d[None, :]  # (cells, ki)
+        cols = cc.astype(np.int64)[:, None] * ki - co + d[None, :]
+        idx = rows[:, :, None] * w + cols[:, None, :]
+        okr = (rows >= 0) & (rows < h)
+        okc = (cols >= 0) & (cols < w)
+        if okr.all() and okc.all():
+            groups[k] = idx.ravel()
+        else:
+            groups[k] = idx[okr[:, :, None] & okc[:, None, :]]
+    return groups
 
 
 def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64], ys: NDArray[np.float64]) -> NDArray[np.int32]:
@@ -173,13 +240,14 @@ def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64
 
 
 def _assign(
-    labels: NDArray[np.int32],
+    labels: NDArray[np.int32] | None,
     x: F32,
     y: F32,
     z: F32,
     views: dict[int, _View],
     plan: OrthoPlan,
-) -> tuple[NDArray[np.int32], dict[int, tuple[I64, F32, F32]], BoolArray]:
+    groups: dict[int, I64] | None = None,
+) -> tuple[NDArray[np.int32], dict[int, list[tuple[I64, F32, F32]]], BoolArray]:
     """Final image per point (flat arrays): the seam label where it sees the point, else the best that does.
 
     Points the labelled image cannot see try the other candidates in order of
@@ -188,75 +256,101 @@ def _assign(
     candidate sees unoccluded take the cheapest candidate that has them in
     frame, and are flagged ``occluded``.
 
-    Returns (final labels, per image: (point indices, u, v), occluded flags).
+    ``groups`` (label -> point indices) saves the scans of ``labels`` when the
+    caller knows them (``labels`` may then be None).
+
+    Returns (final labels, per image: parts of (point indices, u, v), occluded flags).
     """
-    n = labels.shape[0]
+    n = x.shape[0]
     final = np.full(n, -1, np.int32)
     occluded = np.zeros(n, bool)
     picks: dict[int, list[tuple[I64, F32, F32]]] = {}
-    counts = np.bincount(labels + 1, minlength=1)
-    for k in (int(i) for i in np.nonzero(counts[1:])[0]):
+    if groups is None:
+        if labels is None:
+            raise ValueError("_assign needs labels or groups")
+        counts = np.bincount(labels + 1, minlength=1)
+        groups = {k: np.flatnonzero(labels == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
+    for k, group in groups.items():
         if k not in views:
             continue
-        idx = np.flatnonzero(labels == k)
-        u, v, frame, vis = views[k].see(x[idx], y[idx], z[idx])
-        good = frame & vis
-        final[idx[good]] = k
-        picks.setdefault(k, []).append((idx[good], u[good], v[good]))
+        parts = picks.setdefault(k, [])
+        # In chunks that stay in the CPU cache through the projection and the visibility test.
+        for s in range(0, group.size, _CHUNK):
+            idx = group[s : s + _CHUNK]
+            u, v, frame, vis = views[k].see(x[idx], y[idx], z[idx])
+            good = frame & vis
+            if good.all():
+                final[idx] = k
+                parts.append((idx, u, v))
+            else:
+                final[idx[good]] = k
+                parts.append((idx[good], u[good], v[good]))
     pending = np.flatnonzero(final < 0)
     if pending.size and views:
-        keys = sorted(views)
         m = pending.size
         px, py, pz = x[pending], y[pending], z[pending]
-        # Rank the candidates per point by view cost (cheap: no projection), only among those
-        # whose footprint holds the point; then project each point into its candidates in
-        # rank order until one sees it.
-        cost = np.full((len(keys), m), np.inf, np.float32)
-        for i, k in enumerate(keys):
-            view = views[k]
-            fx0, fy0, fx1, fy1 = view.local_footprint
-            near = (px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1)
-            if near.any():
-                cost[i, near] = view.cost(px[near], py[near], pz[near], plan.gsd_m, plan)
-        order = np.argsort(cost, axis=0, kind="stable")
-        cols = np.arange(m)
-        left = np.ones(m, bool)
+        # The first candidate in order of view cost that sees the point is the cheapest one
+        # that sees it (ties to the lower image index): every candidate whose footprint holds
+        # the point is tested at once, image by image.
+        best = np.full(m, -1, np.int32)
+        best_cost = np.full(m, np.inf, np.float32)
+        best_uv = np.zeros((2, m), np.float32)
         # Among the candidates that have the point in frame, the one it is least hidden from.
         first_frame = np.full(m, -1, np.int32)
         ff_behind = np.full(m, np.inf, np.float32)
         ff_uv = np.zeros((2, m), np.float32)
-        for rank in range(len(keys)):
-            cand = order[rank]
-            active = left & np.isfinite(cost[cand, cols])
-            if not active.any():
-                break
-            for i in (int(j) for j in np.unique(cand[active])):
-                sel = np.flatnonzero(active & (cand == i))
-                view = views[keys[i]]
-                u, v, frame, behind = view.see_depth(px[sel], py[sel], pz[sel])
-                better = frame & (behind < ff_behind[sel])
-                first_frame[sel[better]] = i
-                ff_behind[sel[better]] = behind[better]
-                ff_uv[0, sel[better]] = u[better]
-                ff_uv[1, sel[better]] = v[better]
-                good = frame & (behind <= 0)
-                take = sel[good]
-                final[pending[take]] = keys[i]
-                picks.setdefault(keys[i], []).append((pending[take], u[good], v[good]))
-                left[take] = False
-        rest = np.flatnonzero(left & (first_frame >= 0))
-        for i in (int(j) for j in np.unique(first_frame[rest])):
-            take = rest[first_frame[rest] == i]
-            final[pending[take]] = keys[i]
+        # Points in raster order (y falling) let each footprint's rows be found by bisection.
+        ny = -py
+        rows_sorted = bool(np.all(ny[1:] >= ny[:-1]))
+        for k in sorted(views):
+            view = views[k]
+            fx0, fy0, fx1, fy1 = view.local_footprint
+            if rows_sorted:
+                a = int(np.searchsorted(ny, np.float32(-fy1), "left"))
+                b = int(np.searchsorted(ny, np.float32(-fy0), "right"))
+                sel = a + np.flatnonzero((px[a:b] >= fx0) & (px[a:b] <= fx1))
+            else:
+                sel = np.flatnonzero((px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1))
+            if sel.size == 0:
+                continue
+            sx, sy, sz = px[sel], py[sel], pz[sel]
+            # Most fallback points are off this image (the flight's edge): project first, and
+            # weigh the view and test the z-buffer only where the point is in frame.
+            u, v, d, ok = view.proj.project(sx, sy, sz)
+            f = np.flatnonzero(ok & inside_image(u, v, view.cam.width, view.cam.height, 0.5))
+            zb = view.zbuf()
+            if f.size == 0 or zb is None:
+                continue
+            sel, u, v = sel[f], u[f], v[f]
+            behind = hidden_by(zb, u, v, d[f], view.cam.focal_px, view.tol)
+            c = view.cost(sx[f], sy[f], sz[f], plan.gsd_m, plan)
+            frame = np.isfinite(c)
+            hit = np.flatnonzero(frame & (behind <= 0) & (c < best_cost[sel]))
+            t = sel[hit]
+            best[t] = k
+            best_cost[t] = c[hit]
+            best_uv[0, t] = u[hit]
+            best_uv[1, t] = v[hit]
+            hit = np.flatnonzero(frame & (behind < ff_behind[sel]))
+            t = sel[hit]
+            first_frame[t] = k
+            ff_behind[t] = behind[hit]
+            ff_uv[0, t] = u[hit]
+            ff_uv[1, t] = v[hit]
+        seen = best >= 0
+        for k in (int(j) for j in np.unique(best[seen])):
+            take = np.flatnonzero(best == k)
+            final[pending[take]] = k
+            picks.setdefault(k, []).append((pending[take], best_uv[0, take], best_uv[1, take]))
+        rest = np.flatnonzero(~seen & (first_frame >= 0))
+        for k in (int(j) for j in np.unique(first_frame[rest])):
+            take = rest[first_frame[rest] == k]
+            final[pending[take]] = k
             # Hidden by a little (a rough canopy, DSM noise): the least hidden view is kept.
             # Hidden by more (a building): flagged, and filled from the ground around it.
             occluded[pending[take]] = ff_behind[take] > np.float32(plan.params.fill_hidden_m)
-            picks.setdefault(keys[i], []).append((pending[take], ff_uv[0, take], ff_uv[1, take]))
-    merged = {
-        k: (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
-        for k, parts in picks.items()
-    }
-    return final, merged, occluded
+            picks.setdefault(k, []).append((pending[take], ff_uv[0, take], ff_uv[1, take]))
+    return final, picks, occluded
 
 
 def _local_grid(grid: GridSpec, window: Window, origin: NDArray[np.float64]) -> tuple[F32, F32, NDArray[np.float64], NDArray[np.float64]]:
@@ -279,23 +373,8 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     tb = window_bounds(grid, window)
     origin = np.array([0.5 * (tb[0] + tb[2]), 0.5 * (tb[1] + tb[3]), ground])
     cands = [v for v in views if bounds_intersect(v.footprint, ext_bounds)]
-
-    # -- one DSM read: the tile with its blending margin, and every cell that can hide it --
-    hr = load_height_range(ws, plan)
-    z_lo, z_hi = hr.range_in(ext_bounds, ground)
-    occ_bounds = {v.index: occluder_bounds(ext_bounds, v.center, z_lo, z_hi) for v in cands}
-    boxes = list(occ_bounds.values()) + [ext_bounds]
-    union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-    occ = load_occluders(plan, hr, union, origin)
     dsm = DsmWindow.covering(plan.dsm, ext_bounds, pad=3)
-
-    def local_bounds(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        return (b[0] - origin[0], b[1] - origin[1], b[2] - origin[0], b[3] - origin[1])
-
-    ctx = {
-        v.index: _View(v, origin, occ, local_bounds(occ_bounds[v.index]), p.interpolation, p.occlusion_tolerance_m)
-        for v in cands
-    }
+    ctx = {v.index: _View(v, origin, p.interpolation, p.occlusion_tolerance_m) for v in cands}
     labels_map = np.load(plan.labels, mmap_mode="r")
 
     # -- full resolution: which image each cell comes from ---------------------------
@@ -304,9 +383,15 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     zf = (dsm.sample(grid, window, p.edge_step_m) - np.float32(ground)).ravel()
     X = np.broadcast_to(lx[None, :], (h, w)).ravel()
     Y = np.broadcast_to(ly[:, None], (h, w)).ravel()
-    aligned = _seam_labels_aligned(labels_map, plan.seam_grid, grid, window)
-    seam_full = (aligned if aligned is not None else _seam_labels(labels_map, plan.seam_grid, wx, wy)).ravel()
-    final, picks, occluded = _assign(seam_full, X, Y, zf, ctx, plan)
+    cells = _seam_cells(labels_map, plan.seam_grid, grid, window)
+    if cells is not None:
+        groups = _cell_groups(*cells, h, w)
+    else:
+        seam_full = _seam_labels(labels_map, plan.seam_grid, wx, wy).ravel()
+        counts = np.bincount(seam_full + 1, minlength=1)
+        groups = {k: np.flatnonzero(seam_full == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
+    final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups)
+    del X, Y, zf, groups
 
     # -- coarse grid: the same choice, then the low-band corrections --------------------
     llx, lly, lwx, lwy = _local_grid(low_grid, Window(0, 0, low_w, low_h), origin)
@@ -320,39 +405,77 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     low_cols: list[F32] = []
     low_valid: list[BoolArray] = []
     for k in involved:
-        u, v, frame, vis = ctx[k].see(LX, LY, zl)
-        good = frame & vis
+        view = ctx[k]
+        fx0, fy0, fx1, fy1 = view.local_footprint
+        sel = np.flatnonzero((LX >= fx0) & (LX <= fx1) & (LY >= fy0) & (LY <= fy1))
+        u, v, frame, vis = view.see(LX[sel], LY[sel], zl[sel])
+        good = np.flatnonzero(frame & vis)
         cols = np.zeros((low_h * low_w, 3), np.float32)
-        cols[good] = ctx[k].sample_low(u[good], v[good])
+        cols[sel[good]] = view.sample_low(u[good], v[good])
+        valid = np.zeros(low_h * low_w, bool)
+        valid[sel[good]] = True
         low_cols.append(cols.reshape(low_h, low_w, 3))
-        low_valid.append(good.reshape(low_h, low_w))
+        low_valid.append(valid.reshape(low_h, low_w))
     low_lab = np.full(low_final.shape, -1, np.int32)
     for k, i in pos.items():
         low_lab[low_final == k] = i
-    deltas, low_fill = low_band_corrections(low_cols, low_valid, low_lab.reshape(low_h, low_w), sigma_low)
+    blended, covered = blend_low(low_cols, low_valid, low_lab.reshape(low_h, low_w), sigma_low)
+    deltas: dict[int, F32] = {}
+    offset = (window.row_off - ext.row_off, window.col_off - ext.col_off)
+    for k, parts in picks.items():
+        needed = _coarse_block([idx for idx, _, _ in parts if idx.size], w, f, offset)
+        deltas[k] = correction(blended, covered, low_cols[pos[k]], low_valid[pos[k]], sigma_low, needed)
 
-    # -- samples + corrections ------------------------------------------------------
-    out = np.zeros((h * w, 3), np.float32)
+    # -- samples plus corrections, image by image ----------------------------------------
     rows_in_ext = ((np.arange(h) + (window.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
     cols_in_ext = ((np.arange(w) + (window.col_off - ext.col_off) + 0.5) / f - 0.5).astype(np.float32)
-    for k, (idx, u, v) in picks.items():
-        cols = ctx[k].sample(u, v)
-        corr = _sample_field(deltas[pos[k]], cols_in_ext[idx % w], rows_in_ext[idx // w])
-        out[idx] = cols + corr
-    mask = final >= 0
+    rgb = np.zeros((h * w, 3), np.uint8)
+    flat = rgb.view(_RGB8).ravel()  # one 3-byte item per pixel: a scatter moves whole pixels
+    for k, parts in picks.items():
+        field = np.ascontiguousarray(deltas[k], dtype=np.float32)
+        for idx, u, v in parts:
+            if idx.size:
+                r = idx // w
+                cx, cy = cols_in_ext[idx - r * w], rows_in_ext[r]
+                np.put(flat, idx, np.ascontiguousarray(ctx[k].render(u, v, cx, cy, field)).view(_RGB8).ravel())
     n_occluded = int(occluded.sum())
     if n_occluded and p.fill_occluded:
         # Ground no image sees (behind a building at the flight's edge): the smooth colour of
         # the ground around it rather than the wall that hides it. Computed on the coarse grid
         # with its margin, so it does not depend on where the tile borders fall.
         idx = np.flatnonzero(occluded)
-        out[idx] = _sample_field(low_fill, cols_in_ext[idx % w], rows_in_ext[idx // w])
-    rgb = np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(h, w, 3)
-    rgb[~mask.reshape(h, w)] = 0
+        r = idx // w
+        fill = _sample_field(fill_field(blended, covered, sigma_low), cols_in_ext[idx - r * w], rows_in_ext[r])
+        np.put(flat, idx, np.ascontiguousarray(cv2.add(fill, np.zeros_like(fill), dtype=cv2.CV_8U)).view(_RGB8).ravel())
+    mask = (final >= 0).reshape(h, w)
     path = ws.ortho_tile_path(window.row_off, window.col_off)
-    ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb, -1, 0), mask=mask.reshape(h, w))
-    used = tuple(sorted(int(k) for k in picks if picks[k][0].size))
+    ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb.reshape(h, w, 3), -1, 0), mask=mask)
+    used = tuple(sorted(int(k) for k, parts in picks.items() if any(part[0].size for part in parts)))
     return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
+
+
+def _coarse_block(parts: list[I64], w: int, f: int, offset: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) of the coarse cells that bilinear samples at the pixels ``parts``
+    (flat indices in a ``w``-wide window at ``offset`` rows, cols inside the coarse grid) touch."""
+    if not parts:
+        return (0, 0, 0, 0)
+    r0 = min(int(i.min()) for i in parts) // w
+    r1 = max(int(i.max()) for i in parts) // w
+    cols = [i % w for i in parts]
+    c0 = min(int(c.min()) for c in cols)
+    c1 = max(int(c.max()) for c in cols)
+    dr, dc = offset
+    return ((r0 + dr) // f - 1, (r1 + dr) // f + 2, (c0 + dc) // f - 1, (c1 + dc) // f + 2)
+
+
+# Points per chunk of the per-point work (a few hundred kB per array: they stay in the CPU cache).
+_CHUNK = 32768
+# Points per row when 1-D samples go through cv2.remap.
+_REMAP_COLS = 4096
+# An 8-bit RGB pixel as one item.
+_RGB8 = np.dtype((np.void, 3))
+# Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
+_FIELD_STEP = 8
 
 
 def _sample_field(field: F32, cx: F32, cy: F32) -> F32:

@@ -79,33 +79,40 @@ def occluders_from_grid(
     """
     z = np.asarray(z, dtype=np.float32)
     tol = np.float32(tolerance_m)
-    keep = z > np.asarray(floor, np.float32) + tol
+    limit = np.asarray(floor, np.float32) + tol
+    keep = z > limit
+    del limit
     if trim > 0:
         keep[:trim] = False
         keep[-trim:] = False
         keep[:, :trim] = False
         keep[:, -trim:] = False
     rows, cols = np.nonzero(keep)
+    del keep
+    zk = z[rows, cols]
     px = [xs[cols].astype(np.float32)]
     py = [ys[rows].astype(np.float32)]
-    pz = [z[rows, cols]]
+    pz = [zk]
     foot = cv2.erode(z, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    jump = (z - foot)[rows, cols]
+    jump = zk - foot[rows, cols]
+    del foot
     wall = jump > tol
     if wall.any():
-        wr, wc, wj, wz = rows[wall], cols[wall], jump[wall], z[rows, cols][wall]
+        wr, wc, wj, wz = rows[wall], cols[wall], jump[wall], zk[wall]
         levels = int(min(max_wall_levels, max(2, np.ceil(float(wj.max()) / max(spacing, 1e-3)))))
+        wx = xs[wc].astype(np.float32)
+        wy = ys[wr].astype(np.float32)
         for k in range(1, levels):
             f = np.float32(k / levels)
-            px.append(xs[wc].astype(np.float32))
-            py.append(ys[wr].astype(np.float32))
+            px.append(wx)
+            py.append(wy)
             pz.append(wz - f * wj)
         # The corners of edge cells carry the top height too, so the roof's outline in the
         # image reaches the real edge (centres alone stop half a cell short of it).
         half = np.float32(0.5 * spacing)
         for sx, sy in ((-half, -half), (-half, half), (half, -half), (half, half)):
-            px.append(xs[wc].astype(np.float32) + sx)
-            py.append(ys[wr].astype(np.float32) + sy)
+            px.append(wx + sx)
+            py.append(wy + sy)
             pz.append(wz)
     return Occluders(np.concatenate(px), np.concatenate(py), np.concatenate(pz), float(spacing))
 

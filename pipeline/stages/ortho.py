@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -34,7 +35,7 @@ from models.image import SkippedItem
 from models.raster import GridSpec, Window
 from pipeline.config import Config, Interpolation, OrthoConfig
 from pipeline.ortho import flight
-from pipeline.ortho.dsm import DsmSource, dsm_overview, heights_on_grid, scan_dsm
+from pipeline.ortho.dsm import heights_on_grid, import_dsm, pool_dsm
 from pipeline.ortho.plan import ImageView, OrthoParams, OrthoPlan
 from pipeline.ortho.prep import prepare_image
 from pipeline.ortho.seams import SeamWeights
@@ -99,15 +100,18 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     if not ws.dsm_path.exists():
         raise InputError(f"no DSM at {ws.dsm_path}; run the dem stage first")
     rec = ws.load_reconstruction()
-    dsm = DsmSource.open(ws.dsm_path)
+    # One decode of the DSM: its raw copy (tiles slice it), the coarse min/max grid, an overview.
+    with atomic_path(ws.ortho_dsm_path) as tmp_raw:
+        dsm, hr, overview = import_dsm(ws.dsm_path, tmp_raw)
+    dsm = dataclasses.replace(dsm, raw=str(ws.ortho_dsm_path))
     if dsm.grid.crs and not _same_crs(dsm.grid.crs, rec.crs):
         raise InputError(f"DSM {ws.dsm_path} is in {dsm.grid.crs} but the cameras are in {rec.crs}; rerun the dem stage")
-    geo = flight.flight_geometry(rec, dsm, dsm_overview(dsm))
+    geo = flight.flight_geometry(rec, dsm, overview)
     res = oc.gsd_factor * geo.gsd_m
     grid = GridSpec.covering(rec.crs, *geo.bounds, res)
     pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
     with atomic_path(ws.ortho_occluders_path) as tmp:
-        hr, pooled_grid = scan_dsm(dsm, pool, tmp)
+        pooled_grid = pool_dsm(dsm, pool, tmp)
     ws.save_ortho_arrays(
         ws.ortho_heights_path,
         grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
@@ -178,18 +182,22 @@ def write_orthophoto(ws: Workspace, oc: OrthoConfig, fp: FlightPlan, results: li
 
     GDAL's block cache is capped while the tiles stream in, so the writer's
     memory does not grow with the mosaic (it would otherwise hold up to 5% of
-    the machine's memory in dirty blocks).
+    the machine's memory in dirty blocks). The scratch raster is uncompressed
+    (the tiles go straight in and the overviews reduce it without decoding);
+    the preview comes from its overviews before the COG is published.
     """
     with rasterio.Env(GDAL_CACHEMAX=_WRITE_CACHE_MB * 1024 * 1024):
         with TiledRasterWriter(
-            ws.orthophoto_path, fp.plan.grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality
+            ws.orthophoto_path, fp.plan.grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality,
+            scratch_compression="none",
         ) as writer:
             for r in sorted(results, key=lambda t: (t.window.row_off, t.window.col_off)):
                 data = ws.load_ortho_arrays(Path(r.path))
                 writer.write(r.window, data["rgb"], data["mask"])
             for w in fp.empty:
                 writer.write(w, np.zeros((3, w.height, w.width), np.uint8), np.zeros((w.height, w.width), bool))
-    write_preview(ws, oc.preview_size_px)
+            small, small_mask = writer.reduced(oc.preview_size_px)
+            _write_preview_png(ws, small, small_mask)
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
@@ -239,6 +247,10 @@ def _tile_task(job: tuple[Window, list[ImageView]], plan: OrthoPlan, ws: Workspa
 def write_preview(ws: Workspace, max_side: int) -> None:
     """orthophoto_preview.png (RGBA) from the COG's overviews."""
     data, mask = read_reduced(ws.orthophoto_path, max_side)
+    _write_preview_png(ws, data, mask)
+
+
+def _write_preview_png(ws: Workspace, data: np.ndarray, mask: np.ndarray) -> None:
     rgba = np.concatenate([data[:3], mask[None]], axis=0).astype(np.uint8)
     with atomic_path(ws.orthophoto_preview_path) as tmp:
         write_png(tmp, rgba)
@@ -249,6 +261,6 @@ STAGE = StageSpec(
     run=run,
     config_fields=("ortho",),
     inputs=_inputs,
-    version=1,
+    version=2,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
