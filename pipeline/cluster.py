@@ -69,6 +69,9 @@ def dask_client(run: RunConfig, scheduler: str | None = None) -> Iterator[Client
         processes=False,
         memory_limit=run.memory_limit,
         dashboard_address=None,
+        # No dashboard; the scheduler's small HTTP server (health, metrics) takes any free
+        # port, so two runs on one workstation do not fight over 8787.
+        scheduler_kwargs={"dashboard_address": ":0"},
     )
     client = Client(cluster, set_as_default=False)
     logger.info("in-process Dask cluster: %d workers x %d threads", n_workers, run.threads_per_worker)
