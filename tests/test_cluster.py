@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -83,3 +85,24 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path, copy_dataset, ca
     _o, err = capsys.readouterr()
     assert code == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+
+
+def test_two_runs_on_one_workstation_do_not_share_a_port() -> None:
+    """The in-process cluster works, without a port warning, while something else holds 8787."""
+    from pipeline.cluster import dask_client
+    from pipeline.config import RunConfig
+
+    holder = socket.socket()
+    try:
+        holder.bind(("", 8787))
+        holder.listen()
+    except OSError:
+        pass  # already held by another process: the same situation
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(RunConfig(workers=1)) as client:
+                assert client.submit(sum, [1, 2]).result() == 3
+        assert not [w for w in caught if "already in use" in str(w.message)]
+    finally:
+        holder.close()
