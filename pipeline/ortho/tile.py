@@ -71,6 +71,7 @@ class _View:
         self._low: NDArray[np.uint8] | None = None
         self._lattice: F32 | None = None
         self._image: NDArray[np.uint8] | None = None
+        self._corners: CornerMaps | None = None
         fp = view.footprint
         self.local_footprint = (fp[0] - origin[0], fp[1] - origin[1], fp[2] - origin[0], fp[3] - origin[1])
         self.low_sx = view.low_size[0] / view.work_size[0]
@@ -90,6 +91,20 @@ class _View:
     def see_depth(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, F32]:
         """(u, v, in frame, metres behind the z-buffer surface: <= 0 is visible) of local points."""
         u, v, d, ok = self.proj.project(x, y, z)
+        return self.test_depth(u, v, d, ok)
+
+    def see_projected(self, u: F32, v: F32, d: F32, ok: BoolArray) -> tuple[BoolArray, BoolArray]:
+        """(in frame, visible) of points already projected to (u, v, depth, ok)."""
+        _, _, frame, behind = self.test_depth(u, v, d, ok)
+        return frame, frame & (behind <= 0)
+
+    def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
+        """The projection at the tile's seam-cell corners (made once per tile and image)."""
+        if self._corners is None:
+            self._corners = lattice.project(self.proj)
+        return self._corners
+
+    def test_depth(self, u: F32, v: F32, d: F32, ok: BoolArray) -> tuple[F32, F32, BoolArray, F32]:
         frame = ok & inside_image(u, v, self.cam.width, self.cam.height, 0.5)
         zb = self.zbuf()
         if zb is None:
@@ -173,6 +188,86 @@ class _View:
         return self._balanced(sample_image(self._low, ul, vl), u, v)
 
 
+@dataclass(frozen=True, eq=False)
+class CornerMaps:
+    """One image's projection at the corners of a tile's seam cells."""
+
+    q: F32  # (6, R, C): u, v, depth, du/dz, dv/dz, corner height
+    good: BoolArray  # (R - 1, C - 1): cells whose pixels may be interpolated
+    ddepth_dz: float  # depth is affine in the point: its (constant) derivative in z
+
+
+@dataclass(frozen=True, eq=False)
+class CellLattice:
+    """The seam cells (ki x ki pixels) over a tile and the local DSM heights at their corners.
+
+    Inside a cell, a pixel's projection is the bilinear interpolation of the
+    projections of the cell's corners (each at its own DSM height), plus the
+    first-order term in the pixel's height above the interpolated surface:
+    du/dz and dv/dz at the corners (central differences), interpolated likewise,
+    times dz. Depth is affine in the point, so it comes out exact. What is left
+    is second order in dz and in the cell's size; pixels more than ``_DZ_MAX``
+    off the interpolated surface, and cells whose corners span more than
+    ``_RANGE_MAX`` in height or leave the lens field, are projected exactly
+    (building edges, trees). The test bounds the error far below 0.1 px.
+    """
+
+    ki: int
+    x: F32  # (C,) local x of the corner columns
+    y: F32  # (R,) local y of the corner rows
+    z: F32  # (R, C) local heights at the corners
+    weights: F32  # (4, ki*ki) weights of corners (r, c), (r, c+1), (r+1, c), (r+1, c+1) at a cell's pixel centres, row-major
+    rough: BoolArray  # (R - 1, C - 1) cells whose corner heights span more than _RANGE_MAX
+
+    @classmethod
+    def build(cls, ki: int, x: F32, y: F32, z: F32) -> "CellLattice":
+        t = (np.arange(ki, dtype=np.float64) + 0.5) / ki
+        a, b = t[:, None], t[None, :]
+        weights = np.stack([(1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b]).reshape(4, ki * ki).astype(np.float32)
+        z = np.asarray(z, np.float32)
+        zz = np.stack([z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]])
+        rough = (zz.max(axis=0) - zz.min(axis=0)) > np.float32(_RANGE_MAX)
+        return cls(ki, np.asarray(x, np.float32), np.asarray(y, np.float32), z, weights, rough)
+
+    def project(self, proj: LocalProjector) -> CornerMaps:
+        shape = self.z.shape
+        X = np.broadcast_to(self.x[None, :], shape)
+        Y = np.broadcast_to(self.y[:, None], shape)
+        step = np.float32(_DZ_STEP)
+        u, v, d, ok = proj.project(X, Y, self.z)
+        u1, v1, _, ok1 = proj.project(X, Y, self.z + step)
+        u0, v0, _, ok0 = proj.project(X, Y, self.z - step)
+        ok &= ok1 & ok0
+        s = np.float32(0.5 / _DZ_STEP)
+        q = np.stack([u, v, d, (u1 - u0) * s, (v1 - v0) * s, self.z]).astype(np.float32)
+        good = ok[:-1, :-1] & ok[:-1, 1:] & ok[1:, :-1] & ok[1:, 1:] & ~self.rough
+        return CornerMaps(q, good, float(proj.pose.R[2, 2]))
+
+    def interpolate(self, maps: CornerMaps, r: I64, c: I64, z: F32) -> tuple[F32, F32, F32, BoolArray]:
+        """(u, v, depth, exact) at the pixels of cells (r, c), cell after cell (ki*ki pixels each, row-major).
+
+        ``z`` holds the pixels' local heights; ``exact`` marks those the interpolation
+        does not cover, which the caller projects exactly.
+        """
+        kk = self.ki * self.ki
+        n = r.shape[0]
+        q = maps.q
+        corners = np.stack([q[:, r, c], q[:, r, c + 1], q[:, r + 1, c], q[:, r + 1, c + 1]], axis=-1)  # (6, n, 4)
+        vals = np.matmul(corners.reshape(6 * n, 4), self.weights).reshape(6, n * kk)
+        dz = z - vals[5]
+        u = vals[3] * dz
+        u += vals[0]
+        v = vals[4] * dz
+        v += vals[1]
+        d = dz * np.float32(maps.ddepth_dz)
+        d += vals[2]
+        exact = np.abs(dz) > np.float32(_DZ_MAX)
+        bad = ~maps.good[r, c]
+        if bad.any():
+            exact |= np.repeat(bad, kk)
+        return u, v, d, exact
+
+
 def _seam_cells(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> tuple[NDArray[np.int32], int, int, int] | None:
     """The seam cells over ``window`` when seam cells are whole blocks of ki x ki pixels of the grid.
 
@@ -202,24 +297,39 @@ def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec
     return np.ascontiguousarray(big[ro : ro + window.height, co : co + window.width])
 
 
-def _cell_groups(sub: NDArray[np.int32], ki: int, ro: int, co: int, h: int, w: int) -> dict[int, I64]:
-    """Flat pixel indices (h x w window) of each label's seam cells, cell by cell (no full-window scans)."""
+def _cell_groups(
+    sub: NDArray[np.int32], ki: int, ro: int, co: int, h: int, w: int
+) -> tuple[dict[int, I64], dict[int, tuple[I64, I64]]]:
+    """Flat pixel indices (h x w window) of each label's seam cells, cell by cell (no full-window scans).
+
+    Returns (label -> indices, label -> (rows, cols) in ``sub`` of its cells that lie
+    wholly inside the window): the indices start with those whole cells, ki*ki
+    pixels each, row-major, in that order; the pixels of cut cells follow.
+    """
     groups: dict[int, I64] = {}
+    whole: dict[int, tuple[I64, I64]] = {}
     d = np.arange(ki, dtype=np.int64)
     for k in (int(i) for i in np.unique(sub)):
         if k < 0:
             continue
         cr, cc = np.nonzero(sub == k)
-        rows = cr.astype(np.int64)[:, None] * ki - ro + d[None, :]  # (cells, ki)
-        cols = cc.astype(np.int64)[:, None] * ki - co + d[None, :]
-        idx = rows[:, :, None] * w + cols[:, None, :]
+        cr, cc = cr.astype(np.int64), cc.astype(np.int64)
+        rows = cr[:, None] * ki - ro + d[None, :]  # (cells, ki)
+        cols = cc[:, None] * ki - co + d[None, :]
         okr = (rows >= 0) & (rows < h)
         okc = (cols >= 0) & (cols < w)
-        if okr.all() and okc.all():
+        full: BoolArray = np.asarray(okr.all(axis=1) & okc.all(axis=1), dtype=bool)
+        if not full.all():
+            order = np.argsort(~full, kind="stable")
+            cr, cc, rows, cols, okr, okc, full = cr[order], cc[order], rows[order], cols[order], okr[order], okc[order], full[order]
+        idx = rows[:, :, None] * w + cols[:, None, :]
+        nfull = int(full.sum())
+        whole[k] = (cr[:nfull], cc[:nfull])
+        if nfull == cr.size:
             groups[k] = idx.ravel()
         else:
-            groups[k] = idx[okr[:, :, None] & okc[:, None, :]]
-    return groups
+            groups[k] = np.concatenate([idx[:nfull].ravel(), idx[nfull:][okr[nfull:, :, None] & okc[nfull:, None, :]]])
+    return groups, whole
 
 
 def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64], ys: NDArray[np.float64]) -> NDArray[np.int32]:
@@ -247,6 +357,8 @@ def _assign(
     views: dict[int, _View],
     plan: OrthoPlan,
     groups: dict[int, I64] | None = None,
+    lattice: CellLattice | None = None,
+    whole: dict[int, tuple[I64, I64]] | None = None,
 ) -> tuple[NDArray[np.int32], dict[int, list[tuple[I64, F32, F32]]], BoolArray]:
     """Final image per point (flat arrays): the seam label where it sees the point, else the best that does.
 
@@ -257,7 +369,9 @@ def _assign(
     frame, and are flagged ``occluded``.
 
     ``groups`` (label -> point indices) saves the scans of ``labels`` when the
-    caller knows them (``labels`` may then be None).
+    caller knows them (``labels`` may then be None). With ``lattice`` and
+    ``whole`` (label -> its whole seam cells, whose pixels open its group), the
+    pixels of whole cells are projected by :meth:`CellLattice.interpolate`.
 
     Returns (final labels, per image: parts of (point indices, u, v), occluded flags).
     """
@@ -274,10 +388,35 @@ def _assign(
         if k not in views:
             continue
         parts = picks.setdefault(k, [])
+        view = views[k]
+        start = 0
+        if lattice is not None and whole is not None and k in whole:
+            cr, cc = whole[k]
+            maps = view.corner_maps(lattice)
+            kk = lattice.ki * lattice.ki
+            step = max(1, _CHUNK // kk)
+            for s in range(0, cr.shape[0], step):
+                idx = group[s * kk : min(s + step, cr.shape[0]) * kk]
+                zi = z[idx]
+                u, v, d, exact = lattice.interpolate(maps, cr[s : s + step], cc[s : s + step], zi)
+                ok = ~exact
+                e = np.flatnonzero(exact)
+                if e.size:
+                    ie = idx[e]
+                    u[e], v[e], d[e], ok[e] = view.proj.project(x[ie], y[ie], zi[e])
+                frame, vis = view.see_projected(u, v, d, ok)
+                good = frame & vis
+                if good.all():
+                    final[idx] = k
+                    parts.append((idx, u, v))
+                else:
+                    final[idx[good]] = k
+                    parts.append((idx[good], u[good], v[good]))
+            start = cr.shape[0] * kk
         # In chunks that stay in the CPU cache through the projection and the visibility test.
-        for s in range(0, group.size, _CHUNK):
+        for s in range(start, group.size, _CHUNK):
             idx = group[s : s + _CHUNK]
-            u, v, frame, vis = views[k].see(x[idx], y[idx], z[idx])
+            u, v, frame, vis = view.see(x[idx], y[idx], z[idx])
             good = frame & vis
             if good.all():
                 final[idx] = k
@@ -384,13 +523,16 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     X = np.broadcast_to(lx[None, :], (h, w)).ravel()
     Y = np.broadcast_to(ly[:, None], (h, w)).ravel()
     cells = _seam_cells(labels_map, plan.seam_grid, grid, window)
+    lattice: CellLattice | None = None
+    whole: dict[int, tuple[I64, I64]] | None = None
     if cells is not None:
-        groups = _cell_groups(*cells, h, w)
+        groups, whole = _cell_groups(*cells, h, w)
+        lattice = _cell_lattice(grid, window, cells, dsm, p.edge_step_m, origin)
     else:
         seam_full = _seam_labels(labels_map, plan.seam_grid, wx, wy).ravel()
         counts = np.bincount(seam_full + 1, minlength=1)
         groups = {k: np.flatnonzero(seam_full == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
-    final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups)
+    final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups, lattice, whole)
     del X, Y, zf, groups
 
     # -- coarse grid: the same choice, then the low-band corrections --------------------
@@ -454,6 +596,24 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
 
 
+def _cell_lattice(
+    grid: GridSpec, window: Window, cells: tuple[NDArray[np.int32], int, int, int], dsm: DsmWindow, step_m: float, origin: NDArray[np.float64]
+) -> CellLattice:
+    """The corners of the seam cells over ``window`` (from :func:`_seam_cells`) with their DSM heights, local frame."""
+    sub, ki, ro, co = cells
+    nr, nc = sub.shape
+    res = grid.resolution
+    # A grid whose cell centres are the seam cells' corners.
+    cg = GridSpec(
+        grid.crs, grid.x_min + (window.col_off - co - 0.5 * ki) * res, grid.y_max - (window.row_off - ro - 0.5 * ki) * res,
+        ki * res, nc + 1, nr + 1,
+    )
+    cw = Window(0, 0, nc + 1, nr + 1)
+    xs, ys = cg.cell_centers(cw)
+    z = dsm.sample(cg, cw, step_m) - np.float32(origin[2])
+    return CellLattice.build(ki, (xs - origin[0]).astype(np.float32), (ys - origin[1]).astype(np.float32), z)
+
+
 def _coarse_block(parts: list[I64], w: int, f: int, offset: tuple[int, int]) -> tuple[int, int, int, int]:
     """(row0, row1, col0, col1) of the coarse cells that bilinear samples at the pixels ``parts``
     (flat indices in a ``w``-wide window at ``offset`` rows, cols inside the coarse grid) touch."""
@@ -474,6 +634,12 @@ _CHUNK = 32768
 _REMAP_COLS = 4096
 # An 8-bit RGB pixel as one item.
 _RGB8 = np.dtype((np.void, 3))
+# Cell-lattice projection (CellLattice): pixels farther than _DZ_MAX (m) from the interpolated
+# surface, and cells whose corners span more than _RANGE_MAX (m), are projected exactly;
+# du/dz comes from central differences +-_DZ_STEP (m).
+_DZ_MAX = 0.25
+_RANGE_MAX = 2.0
+_DZ_STEP = 0.5
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
 _FIELD_STEP = 8
 
