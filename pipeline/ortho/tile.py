@@ -23,7 +23,9 @@ Returns the tile's file and small figures; the client streams tiles into the COG
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -80,7 +82,7 @@ class _View:
     def zbuf(self) -> ZBuffer | None:
         """The image's z-buffer, made once per image by the preparation task (None: it has none)."""
         if self._zbuf is None and self.view.zbuf_cache:
-            self._zbuf = ZBuffer(np.load(self.view.zbuf_cache), self.view.zbuf_cell)
+            self._zbuf = _load_zbuffer(self.view.zbuf_cache, self.view.zbuf_cell)
         return self._zbuf
 
     def see(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, BoolArray]:
@@ -154,21 +156,8 @@ class _View:
 
     def _gain_lattice(self) -> F32:
         """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel."""
-        if any(self.view.shading):
-            f = self._shading_lattice()
-        else:
-            cam = self.cam
-            f = np.ones((cam.height // _FIELD_STEP + 2, cam.width // _FIELD_STEP + 2), np.float32)
-        return np.ascontiguousarray(f[..., None] * self.gain[None, None, :], dtype=np.float32)
-
-    def _shading_lattice(self) -> F32:
         cam = self.cam
-        gu = np.arange(0, cam.width + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
-        gv = np.arange(0, cam.height + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
-        uu = np.broadcast_to(gu[None, :], (gv.size, gu.size))
-        vv = np.broadcast_to(gv[:, None], (gv.size, gu.size))
-        x, y = normalized_xy(uu, vv, cam.cx, cam.cy, cam.width, cam.height)
-        return np.ascontiguousarray(shading_factor(x, y, self.view.shading), dtype=np.float32)
+        return _gain_lattice(cam.width, cam.height, cam.cx, cam.cy, tuple(self.view.shading), tuple(float(g) for g in self.view.gain))
 
     def _balanced(self, cols: F32, u: F32, v: F32) -> F32:
         """Colours times the image's gains, with its brightness field removed (u, v: working pixels)."""
@@ -642,6 +631,40 @@ _RANGE_MAX = 2.0
 _DZ_STEP = 0.5
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
 _FIELD_STEP = 8
+
+
+@functools.lru_cache(maxsize=32)
+def _gain_lattice(width: int, height: int, cx: float, cy: float, shading: tuple[float, ...], gain: tuple[float, ...]) -> F32:
+    """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel.
+
+    A function of its arguments alone, kept per worker process (read-only): the tiles
+    of one image share it instead of evaluating the field again.
+    """
+    if any(shading):
+        gu = np.arange(0, width + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
+        gv = np.arange(0, height + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
+        uu = np.broadcast_to(gu[None, :], (gv.size, gu.size))
+        vv = np.broadcast_to(gv[:, None], (gv.size, gu.size))
+        x, y = normalized_xy(uu, vv, cx, cy, width, height)
+        f = np.asarray(shading_factor(x, y, shading), dtype=np.float32)
+    else:
+        f = np.ones((height // _FIELD_STEP + 2, width // _FIELD_STEP + 2), np.float32)
+    out = np.ascontiguousarray(f[..., None] * np.asarray(gain, np.float32)[None, None, :], dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _load_zbuffer(path: str, cell: float) -> ZBuffer:
+    """An image's z-buffer from its file, kept per worker process while the file is unchanged."""
+    st = os.stat(path)
+    return _load_zbuffer_cached(path, st.st_mtime_ns, st.st_size, cell)
+
+
+@functools.lru_cache(maxsize=24)
+def _load_zbuffer_cached(path: str, mtime_ns: int, size: int, cell: float) -> ZBuffer:
+    depth = np.load(path)
+    depth.flags.writeable = False
+    return ZBuffer(depth, cell)
 
 
 def _sample_field(field: F32, cx: F32, cy: F32) -> F32:
