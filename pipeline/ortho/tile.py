@@ -10,7 +10,9 @@ For the tile's cells:
    The per-point work runs in chunks that stay in the CPU cache. Cells the labelled image
    cannot see (occluded behind a building at full resolution, or beyond the coarse seam
    grid's detail) take the cheapest image that does see them; cells no image sees unoccluded
-   take the least hidden image that has them in frame (counted as ``occluded_fill``).
+   take the least hidden image that has them in frame (counted as ``occluded_fill``). Cells of
+   whole seam cells are projected by interpolation from the cells' corners
+   (:class:`CellLattice`), exactly where the DSM is not smooth.
 3. Two-band blending: the low band of the images is blended across seams on a coarse grid
    that extends past the tile by three blending sigmas, so a neighbouring tile computes the
    same correction along the shared border.
