@@ -659,11 +659,11 @@ def _gain_lattice(width: int, height: int, cx: float, cy: float, shading: tuple[
 def _load_zbuffer(path: str, cell: float) -> ZBuffer:
     """An image's z-buffer from its file, kept per worker process while the file is unchanged."""
     st = os.stat(path)
-    return _load_zbuffer_cached(path, st.st_mtime_ns, st.st_size, cell)
+    return _load_zbuffer_cached(path, st.st_ino, st.st_mtime_ns, st.st_size, cell)
 
 
 @functools.lru_cache(maxsize=24)
-def _load_zbuffer_cached(path: str, mtime_ns: int, size: int, cell: float) -> ZBuffer:
+def _load_zbuffer_cached(path: str, inode: int, mtime_ns: int, size: int, cell: float) -> ZBuffer:
     depth = np.load(path)
     depth.flags.writeable = False
     return ZBuffer(depth, cell)
