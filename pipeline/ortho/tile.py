@@ -10,7 +10,9 @@ For the tile's cells:
    The per-point work runs in chunks that stay in the CPU cache. Cells the labelled image
    cannot see (occluded behind a building at full resolution, or beyond the coarse seam
    grid's detail) take the cheapest image that does see them; cells no image sees unoccluded
-   take the least hidden image that has them in frame (counted as ``occluded_fill``).
+   take the least hidden image that has them in frame (counted as ``occluded_fill``). Cells of
+   whole seam cells are projected by interpolation from the cells' corners
+   (:class:`CellLattice`), exactly where the DSM is not smooth.
 3. Two-band blending: the low band of the images is blended across seams on a coarse grid
    that extends past the tile by three blending sigmas, so a neighbouring tile computes the
    same correction along the shared border.
@@ -23,7 +25,9 @@ Returns the tile's file and small figures; the client streams tiles into the COG
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -71,6 +75,7 @@ class _View:
         self._low: NDArray[np.uint8] | None = None
         self._lattice: F32 | None = None
         self._image: NDArray[np.uint8] | None = None
+        self._corners: CornerMaps | None = None
         fp = view.footprint
         self.local_footprint = (fp[0] - origin[0], fp[1] - origin[1], fp[2] - origin[0], fp[3] - origin[1])
         self.low_sx = view.low_size[0] / view.work_size[0]
@@ -79,7 +84,7 @@ class _View:
     def zbuf(self) -> ZBuffer | None:
         """The image's z-buffer, made once per image by the preparation task (None: it has none)."""
         if self._zbuf is None and self.view.zbuf_cache:
-            self._zbuf = ZBuffer(np.load(self.view.zbuf_cache), self.view.zbuf_cell)
+            self._zbuf = _load_zbuffer(self.view.zbuf_cache, self.view.zbuf_cell)
         return self._zbuf
 
     def see(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, BoolArray]:
@@ -90,6 +95,20 @@ class _View:
     def see_depth(self, x: F32, y: F32, z: F32) -> tuple[F32, F32, BoolArray, F32]:
         """(u, v, in frame, metres behind the z-buffer surface: <= 0 is visible) of local points."""
         u, v, d, ok = self.proj.project(x, y, z)
+        return self.test_depth(u, v, d, ok)
+
+    def see_projected(self, u: F32, v: F32, d: F32, ok: BoolArray) -> tuple[BoolArray, BoolArray]:
+        """(in frame, visible) of points already projected to (u, v, depth, ok)."""
+        _, _, frame, behind = self.test_depth(u, v, d, ok)
+        return frame, frame & (behind <= 0)
+
+    def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
+        """The projection at the tile's seam-cell corners (made once per tile and image)."""
+        if self._corners is None:
+            self._corners = lattice.project(self.proj)
+        return self._corners
+
+    def test_depth(self, u: F32, v: F32, d: F32, ok: BoolArray) -> tuple[F32, F32, BoolArray, F32]:
         frame = ok & inside_image(u, v, self.cam.width, self.cam.height, 0.5)
         zb = self.zbuf()
         if zb is None:
@@ -139,21 +158,8 @@ class _View:
 
     def _gain_lattice(self) -> F32:
         """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel."""
-        if any(self.view.shading):
-            f = self._shading_lattice()
-        else:
-            cam = self.cam
-            f = np.ones((cam.height // _FIELD_STEP + 2, cam.width // _FIELD_STEP + 2), np.float32)
-        return np.ascontiguousarray(f[..., None] * self.gain[None, None, :], dtype=np.float32)
-
-    def _shading_lattice(self) -> F32:
         cam = self.cam
-        gu = np.arange(0, cam.width + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
-        gv = np.arange(0, cam.height + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
-        uu = np.broadcast_to(gu[None, :], (gv.size, gu.size))
-        vv = np.broadcast_to(gv[:, None], (gv.size, gu.size))
-        x, y = normalized_xy(uu, vv, cam.cx, cam.cy, cam.width, cam.height)
-        return np.ascontiguousarray(shading_factor(x, y, self.view.shading), dtype=np.float32)
+        return _gain_lattice(cam.width, cam.height, cam.cx, cam.cy, tuple(self.view.shading), tuple(float(g) for g in self.view.gain))
 
     def _balanced(self, cols: F32, u: F32, v: F32) -> F32:
         """Colours times the image's gains, with its brightness field removed (u, v: working pixels)."""
@@ -171,6 +177,86 @@ class _View:
         ul = (u + np.float32(0.5)) * np.float32(self.low_sx) - np.float32(0.5)
         vl = (v + np.float32(0.5)) * np.float32(self.low_sy) - np.float32(0.5)
         return self._balanced(sample_image(self._low, ul, vl), u, v)
+
+
+@dataclass(frozen=True, eq=False)
+class CornerMaps:
+    """One image's projection at the corners of a tile's seam cells."""
+
+    q: F32  # (6, R, C): u, v, depth, du/dz, dv/dz, corner height
+    good: BoolArray  # (R - 1, C - 1): cells whose pixels may be interpolated
+    ddepth_dz: float  # depth is affine in the point: its (constant) derivative in z
+
+
+@dataclass(frozen=True, eq=False)
+class CellLattice:
+    """The seam cells (ki x ki pixels) over a tile and the local DSM heights at their corners.
+
+    Inside a cell, a pixel's projection is the bilinear interpolation of the
+    projections of the cell's corners (each at its own DSM height), plus the
+    first-order term in the pixel's height above the interpolated surface:
+    du/dz and dv/dz at the corners (central differences), interpolated likewise,
+    times dz. Depth is affine in the point, so it comes out exact. What is left
+    is second order in dz and in the cell's size; pixels more than ``_DZ_MAX``
+    off the interpolated surface, and cells whose corners span more than
+    ``_RANGE_MAX`` in height or leave the lens field, are projected exactly
+    (building edges, trees). The test bounds the error far below 0.1 px.
+    """
+
+    ki: int
+    x: F32  # (C,) local x of the corner columns
+    y: F32  # (R,) local y of the corner rows
+    z: F32  # (R, C) local heights at the corners
+    weights: F32  # (4, ki*ki) weights of corners (r, c), (r, c+1), (r+1, c), (r+1, c+1) at a cell's pixel centres, row-major
+    rough: BoolArray  # (R - 1, C - 1) cells whose corner heights span more than _RANGE_MAX
+
+    @classmethod
+    def build(cls, ki: int, x: F32, y: F32, z: F32) -> "CellLattice":
+        t = (np.arange(ki, dtype=np.float64) + 0.5) / ki
+        a, b = t[:, None], t[None, :]
+        weights = np.stack([(1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b]).reshape(4, ki * ki).astype(np.float32)
+        z = np.asarray(z, np.float32)
+        zz = np.stack([z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]])
+        rough = (zz.max(axis=0) - zz.min(axis=0)) > np.float32(_RANGE_MAX)
+        return cls(ki, np.asarray(x, np.float32), np.asarray(y, np.float32), z, weights, rough)
+
+    def project(self, proj: LocalProjector) -> CornerMaps:
+        shape = self.z.shape
+        X = np.broadcast_to(self.x[None, :], shape)
+        Y = np.broadcast_to(self.y[:, None], shape)
+        step = np.float32(_DZ_STEP)
+        u, v, d, ok = proj.project(X, Y, self.z)
+        u1, v1, _, ok1 = proj.project(X, Y, self.z + step)
+        u0, v0, _, ok0 = proj.project(X, Y, self.z - step)
+        ok &= ok1 & ok0
+        s = np.float32(0.5 / _DZ_STEP)
+        q = np.stack([u, v, d, (u1 - u0) * s, (v1 - v0) * s, self.z]).astype(np.float32)
+        good = ok[:-1, :-1] & ok[:-1, 1:] & ok[1:, :-1] & ok[1:, 1:] & ~self.rough
+        return CornerMaps(q, good, float(proj.pose.R[2, 2]))
+
+    def interpolate(self, maps: CornerMaps, r: I64, c: I64, z: F32) -> tuple[F32, F32, F32, BoolArray]:
+        """(u, v, depth, exact) at the pixels of cells (r, c), cell after cell (ki*ki pixels each, row-major).
+
+        ``z`` holds the pixels' local heights; ``exact`` marks those the interpolation
+        does not cover, which the caller projects exactly.
+        """
+        kk = self.ki * self.ki
+        n = r.shape[0]
+        q = maps.q
+        corners = np.stack([q[:, r, c], q[:, r, c + 1], q[:, r + 1, c], q[:, r + 1, c + 1]], axis=-1)  # (6, n, 4)
+        vals = np.matmul(corners.reshape(6 * n, 4), self.weights).reshape(6, n * kk)
+        dz = z - vals[5]
+        u = vals[3] * dz
+        u += vals[0]
+        v = vals[4] * dz
+        v += vals[1]
+        d = dz * np.float32(maps.ddepth_dz)
+        d += vals[2]
+        exact = np.abs(dz) > np.float32(_DZ_MAX)
+        bad = ~maps.good[r, c]
+        if bad.any():
+            exact |= np.repeat(bad, kk)
+        return u, v, d, exact
 
 
 def _seam_cells(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> tuple[NDArray[np.int32], int, int, int] | None:
@@ -202,24 +288,39 @@ def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec
     return np.ascontiguousarray(big[ro : ro + window.height, co : co + window.width])
 
 
-def _cell_groups(sub: NDArray[np.int32], ki: int, ro: int, co: int, h: int, w: int) -> dict[int, I64]:
-    """Flat pixel indices (h x w window) of each label's seam cells, cell by cell (no full-window scans)."""
+def _cell_groups(
+    sub: NDArray[np.int32], ki: int, ro: int, co: int, h: int, w: int
+) -> tuple[dict[int, I64], dict[int, tuple[I64, I64]]]:
+    """Flat pixel indices (h x w window) of each label's seam cells, cell by cell (no full-window scans).
+
+    Returns (label -> indices, label -> (rows, cols) in ``sub`` of its cells that lie
+    wholly inside the window): the indices start with those whole cells, ki*ki
+    pixels each, row-major, in that order; the pixels of cut cells follow.
+    """
     groups: dict[int, I64] = {}
+    whole: dict[int, tuple[I64, I64]] = {}
     d = np.arange(ki, dtype=np.int64)
     for k in (int(i) for i in np.unique(sub)):
         if k < 0:
             continue
         cr, cc = np.nonzero(sub == k)
-        rows = cr.astype(np.int64)[:, None] * ki - ro + d[None, :]  # (cells, ki)
-        cols = cc.astype(np.int64)[:, None] * ki - co + d[None, :]
-        idx = rows[:, :, None] * w + cols[:, None, :]
+        cr, cc = cr.astype(np.int64), cc.astype(np.int64)
+        rows = cr[:, None] * ki - ro + d[None, :]  # (cells, ki)
+        cols = cc[:, None] * ki - co + d[None, :]
         okr = (rows >= 0) & (rows < h)
         okc = (cols >= 0) & (cols < w)
-        if okr.all() and okc.all():
+        full: BoolArray = np.asarray(okr.all(axis=1) & okc.all(axis=1), dtype=bool)
+        if not full.all():
+            order = np.argsort(~full, kind="stable")
+            cr, cc, rows, cols, okr, okc, full = cr[order], cc[order], rows[order], cols[order], okr[order], okc[order], full[order]
+        idx = rows[:, :, None] * w + cols[:, None, :]
+        nfull = int(full.sum())
+        whole[k] = (cr[:nfull], cc[:nfull])
+        if nfull == cr.size:
             groups[k] = idx.ravel()
         else:
-            groups[k] = idx[okr[:, :, None] & okc[:, None, :]]
-    return groups
+            groups[k] = np.concatenate([idx[:nfull].ravel(), idx[nfull:][okr[nfull:, :, None] & okc[nfull:, None, :]]])
+    return groups, whole
 
 
 def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64], ys: NDArray[np.float64]) -> NDArray[np.int32]:
@@ -247,6 +348,8 @@ def _assign(
     views: dict[int, _View],
     plan: OrthoPlan,
     groups: dict[int, I64] | None = None,
+    lattice: CellLattice | None = None,
+    whole: dict[int, tuple[I64, I64]] | None = None,
 ) -> tuple[NDArray[np.int32], dict[int, list[tuple[I64, F32, F32]]], BoolArray]:
     """Final image per point (flat arrays): the seam label where it sees the point, else the best that does.
 
@@ -257,7 +360,9 @@ def _assign(
     frame, and are flagged ``occluded``.
 
     ``groups`` (label -> point indices) saves the scans of ``labels`` when the
-    caller knows them (``labels`` may then be None).
+    caller knows them (``labels`` may then be None). With ``lattice`` and
+    ``whole`` (label -> its whole seam cells, whose pixels open its group), the
+    pixels of whole cells are projected by :meth:`CellLattice.interpolate`.
 
     Returns (final labels, per image: parts of (point indices, u, v), occluded flags).
     """
@@ -274,10 +379,35 @@ def _assign(
         if k not in views:
             continue
         parts = picks.setdefault(k, [])
+        view = views[k]
+        start = 0
+        if lattice is not None and whole is not None and k in whole:
+            cr, cc = whole[k]
+            maps = view.corner_maps(lattice)
+            kk = lattice.ki * lattice.ki
+            step = max(1, _CHUNK // kk)
+            for s in range(0, cr.shape[0], step):
+                idx = group[s * kk : min(s + step, cr.shape[0]) * kk]
+                zi = z[idx]
+                u, v, d, exact = lattice.interpolate(maps, cr[s : s + step], cc[s : s + step], zi)
+                ok = ~exact
+                e = np.flatnonzero(exact)
+                if e.size:
+                    ie = idx[e]
+                    u[e], v[e], d[e], ok[e] = view.proj.project(x[ie], y[ie], zi[e])
+                frame, vis = view.see_projected(u, v, d, ok)
+                good = frame & vis
+                if good.all():
+                    final[idx] = k
+                    parts.append((idx, u, v))
+                else:
+                    final[idx[good]] = k
+                    parts.append((idx[good], u[good], v[good]))
+            start = cr.shape[0] * kk
         # In chunks that stay in the CPU cache through the projection and the visibility test.
-        for s in range(0, group.size, _CHUNK):
+        for s in range(start, group.size, _CHUNK):
             idx = group[s : s + _CHUNK]
-            u, v, frame, vis = views[k].see(x[idx], y[idx], z[idx])
+            u, v, frame, vis = view.see(x[idx], y[idx], z[idx])
             good = frame & vis
             if good.all():
                 final[idx] = k
@@ -384,13 +514,16 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     X = np.broadcast_to(lx[None, :], (h, w)).ravel()
     Y = np.broadcast_to(ly[:, None], (h, w)).ravel()
     cells = _seam_cells(labels_map, plan.seam_grid, grid, window)
+    lattice: CellLattice | None = None
+    whole: dict[int, tuple[I64, I64]] | None = None
     if cells is not None:
-        groups = _cell_groups(*cells, h, w)
+        groups, whole = _cell_groups(*cells, h, w)
+        lattice = _cell_lattice(grid, window, cells, dsm, p.edge_step_m, origin)
     else:
         seam_full = _seam_labels(labels_map, plan.seam_grid, wx, wy).ravel()
         counts = np.bincount(seam_full + 1, minlength=1)
         groups = {k: np.flatnonzero(seam_full == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
-    final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups)
+    final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups, lattice, whole)
     del X, Y, zf, groups
 
     # -- coarse grid: the same choice, then the low-band corrections --------------------
@@ -454,6 +587,24 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
 
 
+def _cell_lattice(
+    grid: GridSpec, window: Window, cells: tuple[NDArray[np.int32], int, int, int], dsm: DsmWindow, step_m: float, origin: NDArray[np.float64]
+) -> CellLattice:
+    """The corners of the seam cells over ``window`` (from :func:`_seam_cells`) with their DSM heights, local frame."""
+    sub, ki, ro, co = cells
+    nr, nc = sub.shape
+    res = grid.resolution
+    # A grid whose cell centres are the seam cells' corners.
+    cg = GridSpec(
+        grid.crs, grid.x_min + (window.col_off - co - 0.5 * ki) * res, grid.y_max - (window.row_off - ro - 0.5 * ki) * res,
+        ki * res, nc + 1, nr + 1,
+    )
+    cw = Window(0, 0, nc + 1, nr + 1)
+    xs, ys = cg.cell_centers(cw)
+    z = dsm.sample(cg, cw, step_m) - np.float32(origin[2])
+    return CellLattice.build(ki, (xs - origin[0]).astype(np.float32), (ys - origin[1]).astype(np.float32), z)
+
+
 def _coarse_block(parts: list[I64], w: int, f: int, offset: tuple[int, int]) -> tuple[int, int, int, int]:
     """(row0, row1, col0, col1) of the coarse cells that bilinear samples at the pixels ``parts``
     (flat indices in a ``w``-wide window at ``offset`` rows, cols inside the coarse grid) touch."""
@@ -474,8 +625,48 @@ _CHUNK = 32768
 _REMAP_COLS = 4096
 # An 8-bit RGB pixel as one item.
 _RGB8 = np.dtype((np.void, 3))
+# Cell-lattice projection (CellLattice): pixels farther than _DZ_MAX (m) from the interpolated
+# surface, and cells whose corners span more than _RANGE_MAX (m), are projected exactly;
+# du/dz comes from central differences +-_DZ_STEP (m).
+_DZ_MAX = 0.25
+_RANGE_MAX = 2.0
+_DZ_STEP = 0.5
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
 _FIELD_STEP = 8
+
+
+@functools.lru_cache(maxsize=32)
+def _gain_lattice(width: int, height: int, cx: float, cy: float, shading: tuple[float, ...], gain: tuple[float, ...]) -> F32:
+    """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel.
+
+    A function of its arguments alone, kept per worker process (read-only): the tiles
+    of one image share it instead of evaluating the field again.
+    """
+    if any(shading):
+        gu = np.arange(0, width + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
+        gv = np.arange(0, height + _FIELD_STEP, _FIELD_STEP, dtype=np.float32)
+        uu = np.broadcast_to(gu[None, :], (gv.size, gu.size))
+        vv = np.broadcast_to(gv[:, None], (gv.size, gu.size))
+        x, y = normalized_xy(uu, vv, cx, cy, width, height)
+        f = np.asarray(shading_factor(x, y, shading), dtype=np.float32)
+    else:
+        f = np.ones((height // _FIELD_STEP + 2, width // _FIELD_STEP + 2), np.float32)
+    out = np.ascontiguousarray(f[..., None] * np.asarray(gain, np.float32)[None, None, :], dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _load_zbuffer(path: str, cell: float) -> ZBuffer:
+    """An image's z-buffer from its file, kept per worker process while the file is unchanged."""
+    st = os.stat(path)
+    return _load_zbuffer_cached(path, st.st_ino, st.st_mtime_ns, st.st_size, cell)
+
+
+@functools.lru_cache(maxsize=24)
+def _load_zbuffer_cached(path: str, inode: int, mtime_ns: int, size: int, cell: float) -> ZBuffer:
+    depth = np.load(path)
+    depth.flags.writeable = False
+    return ZBuffer(depth, cell)
 
 
 def _sample_field(field: F32, cx: F32, cy: F32) -> F32:

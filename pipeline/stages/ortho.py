@@ -261,6 +261,6 @@ STAGE = StageSpec(
     run=run,
     config_fields=("ortho",),
     inputs=_inputs,
-    version=2,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch
+    version=3,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
