@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from models.camera import CameraModel
 from models.image import Attitude, ImageRecord
-from models.pose import rotation_from_gimbal
+from models.pose import Pose, rotation_from_gimbal
 
 FloatArray = NDArray[np.float64]
 
@@ -326,3 +326,45 @@ def overlap_stats(polys: list[FloatArray], strips: list[int], max_samples: int =
         strips=len(set(strips)),
         area_m2=area,
     )
+
+
+def footprint_bounds(
+    camera: CameraModel, pose: Pose, z_low: float, z_high: float, samples_per_edge: int = 16
+) -> tuple[float, float, float, float] | None:
+    """(x_min, y_min, x_max, y_max) of the ground an image can see between two heights.
+
+    Rays through the image border are intersected with the planes z_low and
+    z_high; rays near the horizon are cut at 8x the flying height. None when
+    the camera looks up.
+    """
+    w, h = camera.width, camera.height
+    s = np.linspace(0.0, 1.0, samples_per_edge)
+    xs = -0.5 + s * w
+    ys = -0.5 + s * h
+    border = np.concatenate(
+        [
+            np.stack([xs, np.full_like(xs, -0.5)], 1),
+            np.stack([xs, np.full_like(xs, h - 0.5)], 1),
+            np.stack([np.full_like(ys, -0.5), ys], 1),
+            np.stack([np.full_like(ys, w - 0.5), ys], 1),
+            np.array([[camera.cx, camera.cy]]),
+        ]
+    )
+    rays_cam = camera.pixel_to_ray(border)
+    rays = rays_cam @ pose.R  # camera -> world: R^T d, row-vector form
+    c = pose.center
+    pts = []
+    for zp in (z_low, z_high):
+        height = c[2] - zp
+        if height <= 0:
+            continue
+        down = -rays[:, 2]
+        max_dist = 8.0 * height
+        dist = np.where(down > 1e-6, height / np.maximum(down, 1e-6), np.inf)
+        dist = np.minimum(dist, max_dist)
+        p = c[None, :] + rays * dist[:, None]
+        pts.append(p[:, :2])
+    if not pts:
+        return None
+    allp = np.concatenate(pts)
+    return (float(allp[:, 0].min()), float(allp[:, 1].min()), float(allp[:, 0].max()), float(allp[:, 1].max()))

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from models.camera import CameraModel
+from models.footprint import footprint_bounds
 from models.pose import Pose, world_to_camera_from_gimbal
 from models.raster import Window
 from pipeline.ortho.blend import low_band_corrections
 from pipeline.ortho.exposure import overlap_stats, solve_gains
-from pipeline.ortho.geometry import LocalProjector, footprint_bounds, inside_image, scaled_camera
+from pipeline.ortho.geometry import LocalProjector, inside_image, scaled_camera
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
 from pipeline.ortho.select import ViewWeights, best_view, blur_penalties, view_cost
 from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell

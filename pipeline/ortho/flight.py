@@ -16,11 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.errors import ReconstructionError
+from models.footprint import footprint_bounds
 from models.raster import GridSpec, Window
 from models.reconstruction import Reconstruction
 from pipeline.ortho.dsm import DsmSource, HeightRange
 from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_shading, overlap_stats, shading_factor, solve_gains
-from pipeline.ortho.geometry import footprint_bounds
 from pipeline.ortho.plan import ImageView, window_covering
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
 from pipeline.ortho.select import blur_penalties

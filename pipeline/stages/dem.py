@@ -32,6 +32,7 @@ from distributed import Client
 from numpy.typing import NDArray
 
 from drone_io.cog import TiledRasterWriter
+from models.footprint import footprint_bounds
 from models.raster import GridSpec, Window
 from pipeline.config import Config, GroundFilter
 from pipeline.dem.grid import cells_touching, merge_window, window_bounds
@@ -54,7 +55,6 @@ from pipeline.dem.ground import (
 from pipeline.dem.surfaces import SurfaceOptions, dtm_grid, finish_dtm, ground_medians, sample_window, surfaces
 from pipeline.dense.records import Box, FusionIndex, ViewGeometry
 from pipeline.dense.tiles import TileGrid, TileKey, boxes_intersect
-from pipeline.ortho.geometry import footprint_bounds
 from pipeline.progress import map_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, fingerprint
