@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,10 +49,15 @@ def copy_dataset(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def synthetic_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small synthetic flight (seed 7), rendered once per test session; treat it as read-only."""
+def synthetic_small_render(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The small synthetic flight (seed 7) and its SynthResult, rendered once per test session; read-only."""
     from pipeline.synth import SynthOptions, render_flight
 
     out = tmp_path_factory.mktemp("synthetic-small") / "flight"
-    render_flight(out, SynthOptions(preset="small", seed=7))
-    return out
+    return out, render_flight(out, SynthOptions(preset="small", seed=7))
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(synthetic_small_render: tuple[Path, Any]) -> Path:
+    """The folder of the small synthetic flight (see ``synthetic_small_render``)."""
+    return synthetic_small_render[0]

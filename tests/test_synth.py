@@ -1,7 +1,7 @@
 """The synthetic flight generator (``aerobase synth``): unit tests of its pieces and
 end-to-end checks of a rendered flight against its own ground truth.
 
-The slow tests render the ``small`` preset once per session (module fixture) and check
+The slow tests use the ``small`` preset rendered once per session (``conftest.synthetic_small_render``) and check
 the four properties every later accuracy figure rests on:
 
 1. a GCP's ground coordinate projects, with the true camera (distortion included), to its
@@ -344,9 +344,8 @@ def test_geographic_crs_is_refused(tmp_path: Path) -> None:
 
 # -- the small preset, rendered once ----------------------------------------------------------
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SynthResult]:
-    out = tmp_path_factory.mktemp("synth") / "flight"
-    return out, render_flight(out, SynthOptions(preset="small", seed=7))
+def small(synthetic_small_render: tuple[Path, SynthResult]) -> tuple[Path, SynthResult]:
+    return synthetic_small_render
 
 
 def _scene(out: Path) -> dict[str, Any]:
