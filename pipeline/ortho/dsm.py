@@ -150,12 +150,39 @@ class DsmWindow:
             H, W = z.shape
             fc = np.clip(np.floor(col), 0, W - 1).astype(np.intp)
             fr = np.clip(np.floor(row), 0, H - 1).astype(np.intp)
-            rr, cc = np.nonzero(self.step[np.ix_(fr, fc)] > np.float32(step_m))
+            rr, cc = _cells_over(self.step > np.float32(step_m), fr, fc)
             if rr.size:
                 nc = np.clip(np.rint(col), 0, W - 1).astype(np.intp)  # OpenCV's nearest: round half to even
                 nr = np.clip(np.rint(row), 0, H - 1).astype(np.intp)
                 out[rr, cc] = z[nr[rr], nc[cc]]
         return np.asarray(out, dtype=np.float32)
+
+
+def _cells_over(flags: NDArray[np.bool_], fr: NDArray[np.intp], fc: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(rows, cols) of the target cells whose DSM cell (fr per row, fc per column) is flagged.
+
+    Equals ``np.nonzero(flags[np.ix_(fr, fc)])`` up to order, without the gather over every
+    target cell: height steps are rare, so the flagged DSM cells are found on the DSM block
+    and each expands to its run of target rows times its run of target columns. When the
+    indices are not sorted (a grid that is not north-up), the gather is used.
+    """
+    if fr.size == 0 or fc.size == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    if not (bool(np.all(fr[1:] >= fr[:-1])) and bool(np.all(fc[1:] >= fc[:-1]))):
+        rr, cc = np.nonzero(flags[np.ix_(fr, fc)])
+        return rr.astype(np.intp), cc.astype(np.intp)
+    r0, c0 = int(fr[0]), int(fc[0])
+    rs, cs = np.nonzero(flags[r0 : int(fr[-1]) + 1, c0 : int(fc[-1]) + 1])
+    ra = np.searchsorted(fr, rs + r0, "left")
+    ca = np.searchsorted(fc, cs + c0, "left")
+    nr = np.searchsorted(fr, rs + r0, "right") - ra
+    nc = np.searchsorted(fc, cs + c0, "right") - ca
+    count = nr * nc
+    total = int(count.sum())
+    which = np.repeat(np.arange(count.size), count)
+    off = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    q, m = np.divmod(off, nc[which])
+    return (ra[which] + q).astype(np.intp), (ca[which] + m).astype(np.intp)
 
 
 def heights_on_grid(dsm: DsmSource, grid: GridSpec, window: Window, step_m: float | None = None) -> F32:
