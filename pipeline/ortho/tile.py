@@ -102,6 +102,23 @@ class _View:
         _, _, frame, behind = self.test_depth(u, v, d, ok)
         return frame & (behind <= 0)
 
+    def outside(self, cells: "_PendingCells") -> BoolArray:
+        """Per cell of ``cells``: whether every point of it is certainly off this image's frame.
+
+        A cell's points lie in the prism over the cell between its lowest and highest
+        height; a pinhole camera maps it inside the hull of the 8 projected corners (the
+        lens distortion bends that hull by far less than ``_FRAME_SLACK`` px over a cell).
+        Cells with a corner behind the camera or beyond the lens field are never ruled out.
+        """
+        u, v, _, ok = self.proj.project(cells.x, cells.y, cells.z)
+        lo = np.float32(0.5 - _FRAME_SLACK)
+        cam = self.cam
+        return np.asarray(ok.all(axis=0), dtype=bool) & (
+            (u.max(axis=0) < lo) | (v.max(axis=0) < lo)
+            | (u.min(axis=0) > np.float32(cam.width - 1.5 + _FRAME_SLACK))
+            | (v.min(axis=0) > np.float32(cam.height - 1.5 + _FRAME_SLACK))
+        )
+
     def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
         """The projection at the tile's seam-cell corners (made once per tile and image)."""
         if self._corners is None:
@@ -177,6 +194,29 @@ class _View:
         ul = (u + np.float32(0.5)) * np.float32(self.low_sx) - np.float32(0.5)
         vl = (v + np.float32(0.5)) * np.float32(self.low_sy) - np.float32(0.5)
         return self._balanced(sample_image(self._low, ul, vl), u, v)
+
+
+@dataclass(frozen=True, eq=False)
+class _PendingCells:
+    """The seam cells that hold points of a fallback search, as prisms: (8, cells) corner coordinates."""
+
+    of: NDArray[np.intp]  # (points,) each point's cell
+    x: F32  # (8, cells) local x of each cell's prism corners
+    y: F32
+    z: F32
+
+    @classmethod
+    def build(cls, lattice: "CellLattice", z4: F32, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> "_PendingCells":
+        """The cells of points in seam-cell rows/cols ``rows``/``cols``; ``z4`` (R, ki, C, ki) the pixels' heights."""
+        ids, of = np.unique(rows * z4.shape[2] + cols, return_inverse=True)
+        r, c = np.divmod(ids, z4.shape[2])
+        zc = z4[r, :, c, :]
+        lo, hi = zc.min(axis=(1, 2)), zc.max(axis=(1, 2))
+        x0, x1, y0, y1 = lattice.x[c], lattice.x[c + 1], lattice.y[r], lattice.y[r + 1]
+        x = np.stack([x0, x1, x0, x1, x0, x1, x0, x1])
+        y = np.stack([y0, y0, y1, y1, y0, y0, y1, y1])
+        z = np.stack([lo, lo, lo, lo, hi, hi, hi, hi])
+        return cls(of.astype(np.intp).ravel(), x, y, z)
 
 
 @dataclass(frozen=True, eq=False)
@@ -390,7 +430,7 @@ def _assign(
 
 
 def _fallback(
-    px: F32, py: F32, pz: F32, views: dict[int, _View], plan: OrthoPlan
+    px: F32, py: F32, pz: F32, views: dict[int, _View], plan: OrthoPlan, cells: _PendingCells | None = None
 ) -> tuple[NDArray[np.int32], F32, F32, BoolArray]:
     """The image of points their labelled image does not see: (image or -1, u, v, occluded).
 
@@ -398,7 +438,9 @@ def _fallback(
     choice depends on the point alone, not on the tile), testing visibility only as
     far as needed. Points no candidate sees unoccluded take the candidate they are least
     hidden from among those that have them in frame; ``occluded`` flags those hidden by
-    more than ``fill_hidden_m``.
+    more than ``fill_hidden_m``. With ``cells`` (the seam cells the points lie in), the
+    points of cells an image certainly has off its frame are not projected into it (most
+    of the points off the flight's edge).
     """
     m = px.shape[0]
     # The first candidate in order of view cost that sees the point is the cheapest one
@@ -423,6 +465,8 @@ def _fallback(
             sel = a + np.flatnonzero((px[a:b] >= fx0) & (px[a:b] <= fx1))
         else:
             sel = np.flatnonzero((px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1))
+        if sel.size and cells is not None:
+            sel = sel[~view.outside(cells)[cells.of[sel]]]
         if sel.size == 0:
             continue
         sx, sy, sz = px[sel], py[sel], pz[sel]
@@ -504,7 +548,8 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     occluded = np.zeros(0, np.int64)
     if pending.size and ctx:
         pr, pc = np.divmod(pending, w)
-        best, bu, bv, occ = _fallback(px_all[co + pc], py_all[ro + pr], z_all[ro + pr, co + pc], ctx, plan)
+        pcells = _PendingCells.build(lattice, z_all.reshape(sub.shape[0], ki, sub.shape[1], ki), (pr + ro) // ki, (pc + co) // ki)
+        best, bu, bv, occ = _fallback(px_all[co + pc], py_all[ro + pr], z_all[ro + pr, co + pc], ctx, plan, pcells)
         final[pr, pc] = best
         occluded = pending[occ]
         for k in (int(j) for j in np.unique(best[best >= 0])):
@@ -627,6 +672,9 @@ _REMAP_MAX = 32767
 _DZ_MAX = 0.25
 _RANGE_MAX = 2.0
 _DZ_STEP = 0.5
+# Margin (working-image pixels) by which a seam cell's projected corners must clear the frame
+# for the cell to be ruled out of an image without projecting its points.
+_FRAME_SLACK = 2.0
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
 _FIELD_STEP = 8
 
