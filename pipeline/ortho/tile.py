@@ -208,15 +208,17 @@ class _PendingCells:
     @classmethod
     def build(cls, lattice: "CellLattice", z4: F32, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> "_PendingCells":
         """The cells of points in seam-cell rows/cols ``rows``/``cols``; ``z4`` (R, ki, C, ki) the pixels' heights."""
-        ids, of = np.unique(rows * z4.shape[2] + cols, return_inverse=True)
-        r, c = np.divmod(ids, z4.shape[2])
+        cell = rows * z4.shape[2] + cols
+        present = np.bincount(cell, minlength=z4.shape[0] * z4.shape[2]) > 0
+        of = (np.cumsum(present) - 1)[cell]  # a count, not a sort: cells are few, points many
+        r, c = np.divmod(np.flatnonzero(present), z4.shape[2])
         zc = z4[r, :, c, :]
         lo, hi = zc.min(axis=(1, 2)), zc.max(axis=(1, 2))
         x0, x1, y0, y1 = lattice.x[c], lattice.x[c + 1], lattice.y[r], lattice.y[r + 1]
         x = np.stack([x0, x1, x0, x1, x0, x1, x0, x1])
         y = np.stack([y0, y0, y1, y1, y0, y0, y1, y1])
         z = np.stack([lo, lo, lo, lo, hi, hi, hi, hi])
-        return cls(of.astype(np.intp).ravel(), x, y, z)
+        return cls(of.astype(np.intp), x, y, z)
 
 
 @dataclass(frozen=True, eq=False)
