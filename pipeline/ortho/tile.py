@@ -29,6 +29,7 @@ import functools
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -190,7 +191,7 @@ class _View:
 
     def sample_low(self, u: F32, v: F32) -> F32:
         if self._low is None:
-            self._low = np.asarray(np.load(self.view.low_cache))
+            self._low = _load_low(self.view.low_cache)
         ul = (u + np.float32(0.5)) * np.float32(self.low_sx) - np.float32(0.5)
         vl = (v + np.float32(0.5)) * np.float32(self.low_sy) - np.float32(0.5)
         return self._balanced(sample_image(self._low, ul, vl), u, v)
@@ -274,14 +275,16 @@ class CellLattice:
         return cls(ki, np.asarray(x, np.float32), np.asarray(y, np.float32), z, weights, rough)
 
     def project(self, proj: LocalProjector) -> CornerMaps:
-        shape = self.z.shape
-        X = np.broadcast_to(self.x[None, :], shape)
-        Y = np.broadcast_to(self.y[:, None], shape)
+        shape = (3, *self.z.shape)
+        X = np.broadcast_to(self.x[None, None, :], shape)
+        Y = np.broadcast_to(self.y[None, :, None], shape)
         step = np.float32(_DZ_STEP)
-        u, v, d, ok = proj.project(X, Y, self.z)
-        u1, v1, _, ok1 = proj.project(X, Y, self.z + step)
-        u0, v0, _, ok0 = proj.project(X, Y, self.z - step)
-        ok &= ok1 & ok0
+        # The corners at their height and +-_DZ_STEP, in one call.
+        u3, v3, d3, ok3 = proj.project(X, Y, np.stack([self.z, self.z + step, self.z - step]))
+        u, u1, u0 = u3
+        v, v1, v0 = v3
+        d = d3[0]
+        ok = np.asarray(ok3.all(axis=0), dtype=bool)
         s = np.float32(0.5 / _DZ_STEP)
         q = np.stack([u, v, d, (u1 - u0) * s, (v1 - v0) * s, self.z]).astype(np.float32)
         good = ok[:-1, :-1] & ok[:-1, 1:] & ok[1:, :-1] & ok[1:, 1:] & ~self.rough
@@ -704,15 +707,34 @@ def _gain_lattice(width: int, height: int, cx: float, cy: float, shading: tuple[
 
 def _load_zbuffer(path: str, cell: float) -> ZBuffer:
     """An image's z-buffer from its file, kept per worker process while the file is unchanged."""
+    return _load_zbuffer_cached(path, _stamp(path), cell)
+
+
+def _load_low(path: str) -> NDArray[Any]:
+    """An image's blending copy from its file, kept per worker process while the file is unchanged.
+
+    Small (the image reduced by the blending factor), but read by every tile the image reaches.
+    """
+    return _load_low_cached(path, _stamp(path))
+
+
+def _stamp(path: str) -> tuple[int, int, int]:
     st = os.stat(path)
-    return _load_zbuffer_cached(path, st.st_ino, st.st_mtime_ns, st.st_size, cell)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=24)
-def _load_zbuffer_cached(path: str, inode: int, mtime_ns: int, size: int, cell: float) -> ZBuffer:
+def _load_zbuffer_cached(path: str, stamp: tuple[int, int, int], cell: float) -> ZBuffer:
     depth = np.load(path)
     depth.flags.writeable = False
     return ZBuffer(depth, cell)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_low_cached(path: str, stamp: tuple[int, int, int]) -> NDArray[Any]:
+    data = np.load(path)
+    data.flags.writeable = False
+    return np.asarray(data)
 
 
 def _sample_field(field: F32, cx: F32, cy: F32) -> F32:
