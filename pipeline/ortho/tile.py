@@ -107,17 +107,19 @@ class _View:
         """Per cell of ``cells``: whether every point of it is certainly off this image's frame.
 
         A cell's points lie in the prism over the cell between its lowest and highest
-        height; a pinhole camera maps it inside the hull of the 8 projected corners (the
-        lens distortion bends that hull by far less than ``_FRAME_SLACK`` px over a cell).
+        height; a pinhole camera maps it inside the hull of the 8 projected corners. The
+        lens distortion bends the hull's edges by a fraction of their length (under
+        ``_FRAME_BEND`` of it within the trusted lens field), so the box of the projected
+        corners must clear the frame by that fraction of its size plus ``_FRAME_SLACK`` px.
         Cells with a corner behind the camera or beyond the lens field are never ruled out.
         """
         u, v, _, ok = self.proj.project(cells.x, cells.y, cells.z)
-        lo = np.float32(0.5 - _FRAME_SLACK)
+        u0, u1, v0, v1 = u.min(axis=0), u.max(axis=0), v.min(axis=0), v.max(axis=0)
+        margin = np.float32(_FRAME_SLACK) + np.float32(_FRAME_BEND) * np.maximum(u1 - u0, v1 - v0)
+        lo = np.float32(0.5) - margin
         cam = self.cam
         return np.asarray(ok.all(axis=0), dtype=bool) & (
-            (u.max(axis=0) < lo) | (v.max(axis=0) < lo)
-            | (u.min(axis=0) > np.float32(cam.width - 1.5 + _FRAME_SLACK))
-            | (v.min(axis=0) > np.float32(cam.height - 1.5 + _FRAME_SLACK))
+            (u1 < lo) | (v1 < lo) | (u0 > np.float32(cam.width - 1.5) + margin) | (v0 > np.float32(cam.height - 1.5) + margin)
         )
 
     def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
@@ -677,9 +679,12 @@ _REMAP_MAX = 32767
 _DZ_MAX = 0.25
 _RANGE_MAX = 2.0
 _DZ_STEP = 0.5
-# Margin (working-image pixels) by which a seam cell's projected corners must clear the frame
-# for the cell to be ruled out of an image without projecting its points.
+# Margin by which a seam cell's projected corners must clear the frame for the cell to be ruled
+# out of an image without projecting its points: _FRAME_SLACK working-image pixels plus
+# _FRAME_BEND times the size of their box (a bound on the lens distortion's bending of the
+# hull's edges: about 0.75 |k1| r l of an edge of normalised length l at radius r).
 _FRAME_SLACK = 2.0
+_FRAME_BEND = 0.5
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
 _FIELD_STEP = 8
 
