@@ -103,25 +103,6 @@ class _View:
         _, _, frame, behind = self.test_depth(u, v, d, ok)
         return frame & (behind <= 0)
 
-    def outside(self, cells: "_PendingCells") -> BoolArray:
-        """Per cell of ``cells``: whether every point of it is certainly off this image's frame.
-
-        A cell's points lie in the prism over the cell between its lowest and highest
-        height; a pinhole camera maps it inside the hull of the 8 projected corners. The
-        lens distortion bends the hull's edges by a fraction of their length (under
-        ``_FRAME_BEND`` of it within the trusted lens field), so the box of the projected
-        corners must clear the frame by that fraction of its size plus ``_FRAME_SLACK`` px.
-        Cells with a corner behind the camera or beyond the lens field are never ruled out.
-        """
-        u, v, _, ok = self.proj.project(cells.x, cells.y, cells.z)
-        u0, u1, v0, v1 = u.min(axis=0), u.max(axis=0), v.min(axis=0), v.max(axis=0)
-        margin = np.float32(_FRAME_SLACK) + np.float32(_FRAME_BEND) * np.maximum(u1 - u0, v1 - v0)
-        lo = np.float32(0.5) - margin
-        cam = self.cam
-        return np.asarray(ok.all(axis=0), dtype=bool) & (
-            (u1 < lo) | (v1 < lo) | (u0 > np.float32(cam.width - 1.5) + margin) | (v0 > np.float32(cam.height - 1.5) + margin)
-        )
-
     def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
         """The projection at the tile's seam-cell corners (made once per tile and image)."""
         if self._corners is None:
@@ -317,6 +298,26 @@ class CellLattice:
         return u, v, d, exact
 
 
+def _off_frame(proj: LocalProjector, cells: _PendingCells) -> BoolArray:
+    """Per cell of ``cells``: whether every point of it is certainly off the frame of ``proj``'s image.
+
+    A cell's points lie in the prism over the cell between its lowest and highest
+    height; a pinhole camera maps it inside the hull of the 8 projected corners. The
+    lens distortion bends the hull's edges by a fraction of their length (under
+    ``_FRAME_BEND`` of it within the trusted lens field), so the box of the projected
+    corners must clear the frame by that fraction of its size plus ``_FRAME_SLACK`` px.
+    Cells with a corner behind the camera or beyond the lens field are never ruled out.
+    """
+    u, v, _, ok = proj.project(cells.x, cells.y, cells.z)
+    u0, u1, v0, v1 = u.min(axis=0), u.max(axis=0), v.min(axis=0), v.max(axis=0)
+    margin = np.float32(_FRAME_SLACK) + np.float32(_FRAME_BEND) * np.maximum(u1 - u0, v1 - v0)
+    lo = np.float32(0.5) - margin
+    cam = proj.camera
+    return np.asarray(ok.all(axis=0), dtype=bool) & (
+        (u1 < lo) | (v1 < lo) | (u0 > np.float32(cam.width - 1.5) + margin) | (v0 > np.float32(cam.height - 1.5) + margin)
+    )
+
+
 def _seam_cells(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> tuple[NDArray[np.int32], int, int, int] | None:
     """The seam cells over ``window`` when seam cells are whole blocks of ki x ki pixels of the grid.
 
@@ -473,7 +474,7 @@ def _fallback(
         else:
             sel = np.flatnonzero((px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1))
         if sel.size and cells is not None:
-            sel = sel[~view.outside(cells)[cells.of[sel]]]
+            sel = sel[~_off_frame(view.proj, cells)[cells.of[sel]]]
         if sel.size == 0:
             continue
         sx, sy, sz = px[sel], py[sel], pz[sel]
@@ -671,8 +672,8 @@ def _cell_lattice(
 _CHUNK = 32768
 # Points per row when 1-D samples go through cv2.remap.
 _REMAP_COLS = 4096
-# The longest side of a map cv2.remap takes.
-_REMAP_MAX = 32767
+# The longest side of a map given to cv2.remap (it takes less than 32767).
+_REMAP_MAX = 32000
 # Cell-lattice projection (CellLattice): pixels farther than _DZ_MAX (m) from the interpolated
 # surface, and cells whose corners span more than _RANGE_MAX (m), are projected exactly;
 # du/dz comes from central differences +-_DZ_STEP (m).
