@@ -100,8 +100,12 @@ class _View:
 
     def visible(self, u: F32, v: F32, d: F32, ok: BoolArray) -> BoolArray:
         """Whether points already projected to (u, v, depth, ok) are in frame and not hidden."""
-        _, _, frame, behind = self.test_depth(u, v, d, ok)
-        return frame & (behind <= 0)
+        frame = ok & inside_image(u, v, self.cam.width, self.cam.height, 0.5)
+        zb = self.zbuf()
+        if zb is None:
+            return np.zeros(frame.shape, bool)
+        # Every point is looked up (points off the frame fall in the buffer's +inf ring).
+        return frame & (hidden_by(zb, u, v, d, self.cam.focal_px, self.tol) <= 0)
 
     def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
         """The projection at the tile's seam-cell corners (made once per tile and image)."""
