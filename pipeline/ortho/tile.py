@@ -7,18 +7,18 @@ For the tile's cells:
 2. The image of each cell from the flight-level seam labels, seam cell by seam cell; each
    cell is projected with the true camera model into that image and tested against the image
    frame and the image's z-buffer of the DSM (made once per image by the preparation task).
-   The per-point work runs in chunks that stay in the CPU cache. Cells the labelled image
-   cannot see (occluded behind a building at full resolution, or beyond the coarse seam
-   grid's detail) take the cheapest image that does see them; cells no image sees unoccluded
-   take the least hidden image that has them in frame (counted as ``occluded_fill``). Cells of
-   whole seam cells are projected by interpolation from the cells' corners
-   (:class:`CellLattice`), exactly where the DSM is not smooth.
+   The tile is padded out to whole seam cells and worked on as (cells, ki, ki) blocks, in
+   chunks that stay in the CPU cache; its pixels are projected by interpolation from the
+   cells' corners (:class:`CellLattice`), exactly where the DSM is not smooth. Cells the
+   labelled image cannot see (occluded behind a building at full resolution, or beyond the
+   coarse seam grid's detail) take the cheapest image that does see them; cells no image sees
+   unoccluded take the least hidden image that has them in frame (counted as ``occluded_fill``).
 3. Two-band blending: the low band of the images is blended across seams on a coarse grid
    that extends past the tile by three blending sigmas, so a neighbouring tile computes the
    same correction along the shared border.
 4. Per image, its cells are sampled from the memory-mapped image cache (bilinear or bicubic),
    times the flight-level gains and brightness field, plus the low-band correction, and
-   scattered into the tile as 8-bit pixels.
+   written into the tile as 8-bit pixels, cell block by cell block.
 
 Returns the tile's file and small figures; the client streams tiles into the COG.
 """
