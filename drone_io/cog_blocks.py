@@ -165,19 +165,21 @@ def sum_dtype(level: int) -> np.dtype[Any]:
 
 def halve(sums: Sums, level: int) -> Sums:
     """The sums of the next level (2x2 cells added, odd edges padded with empty cells)."""
-    h, w = sums.shape[:2]
-    dt = sum_dtype(level + 1)
-    a = np.zeros((h + h % 2, w + w % 2, sums.shape[2]), dt)
-    a[:h, :w] = sums
-    return a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+    h, w, c = sums.shape
+    out = np.zeros(((h + 1) // 2, (w + 1) // 2, c), sum_dtype(level + 1))
+    for dy in (0, 1):
+        for dx in (0, 1):
+            part = sums[dy::2, dx::2]
+            out[: part.shape[0], : part.shape[1]] += part
+    return out
 
 
 def mean_of(sums: Sums) -> tuple[U8, NDArray[np.bool_]]:
-    """(h, w, 3) mean colour of the valid cells (0 where none) and the mask (any valid cell)."""
-    n = sums[..., 3].astype(np.float32)
-    valid = n > 0
-    rgb = sums[..., :3].astype(np.float32) / np.maximum(n, 1.0)[..., None]
-    return np.rint(rgb).astype(np.uint8), valid
+    """(h, w, 3) mean colour of the valid cells (0 where none, rounded to nearest) and the mask (any valid cell)."""
+    s = np.asarray(sums, np.float32)
+    n = s[..., 3]
+    rgb = s[..., :3] * (np.float32(1.0) / np.maximum(n, np.float32(1.0)))[..., None]
+    return np.asarray(cv2.convertScaleAbs(rgb), np.uint8), n > 0
 
 
 # -- block codecs -----------------------------------------------------------------------------
@@ -441,12 +443,17 @@ class CogBlockWriter:
 
     def preview(self) -> tuple[U8, U8]:
         """(3, h, w) RGB and (h, w) mask (0/255) at about the plan's preview size, from the level nearest above it."""
-        rgb, valid = mean_of(self._sums(self.plan.preview_level))
+        sums = self._sums(self.plan.preview_level)
+        h, w = sums.shape[0], sums.shape[1]
+        rgb = np.empty((h, w, 3), np.uint8)
+        valid = np.empty((h, w), bool)
+        for r in range(0, sums.shape[0], BLOCK):  # by strips: no float copy of the whole level
+            rgb[r : r + BLOCK], valid[r : r + BLOCK] = mean_of(sums[r : r + BLOCK])
         longest = max(self.plan.width, self.plan.height)
         scale = min(1.0, self.plan.preview_px / longest)
         size = (max(1, int(round(self.plan.width * scale))), max(1, int(round(self.plan.height * scale))))
         mask = valid.astype(np.uint8) * np.uint8(255)
-        if size != (rgb.shape[1], rgb.shape[0]):
+        if size != (w, h):
             rgb = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
             mask = np.asarray(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), np.uint8)
         return np.moveaxis(rgb, -1, 0), mask
