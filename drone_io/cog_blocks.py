@@ -221,7 +221,7 @@ def empty_block(compression: str, quality: int) -> tuple[bytes, bytes]:
 
 def _tile_sums(rgb: U8, mask: NDArray[np.bool_]) -> NDArray[np.float32]:
     """(h, w, 4) float32: the covered pixels' RGB (0 elsewhere) and the coverage (1/0)."""
-    m8 = mask.view(np.uint8)
+    m8 = np.ascontiguousarray(mask).view(np.uint8)
     rgba = cv2.merge([*cv2.split(np.ascontiguousarray(rgb)), m8])
     if not mask.all():
         rgba = cv2.multiply(rgba, cv2.merge([m8, m8, m8, m8]))
