@@ -176,10 +176,10 @@ def halve(sums: Sums, level: int) -> Sums:
 
 def mean_of(sums: Sums) -> tuple[U8, NDArray[np.bool_]]:
     """(h, w, 3) mean colour of the valid cells (0 where none, rounded to nearest) and the mask (any valid cell)."""
-    s = np.asarray(sums, np.float32)
-    n = s[..., 3]
-    rgb = s[..., :3] * (np.float32(1.0) / np.maximum(n, np.float32(1.0)))[..., None]
-    return np.asarray(cv2.convertScaleAbs(rgb), np.uint8), n > 0
+    planes = cv2.split(np.asarray(sums, np.float32))
+    # OpenCV's division rounds to nearest, saturates, and gives 0 where the count is 0.
+    rgb = cv2.merge([cv2.divide(planes[i], planes[3], dtype=cv2.CV_8U) for i in range(3)])
+    return np.asarray(rgb, np.uint8), planes[3] > 0
 
 
 # -- block codecs -----------------------------------------------------------------------------
