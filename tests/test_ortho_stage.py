@@ -158,3 +158,23 @@ def test_tiles_agree_across_borders_and_dask_equals_eager(scene: Scene, client: 
         diffs.append(np.abs(data["rgb"].astype(int) - ref.astype(int))[:, m].ravel())
     d = np.concatenate(diffs)
     assert d.max() <= 3 and d.mean() < 0.05
+
+
+def test_jpeg_cog_from_block_aligned_tiles(finished: Workspace, scene: Scene, client: Client, tmp_path: Path) -> None:
+    """With 512 px tiles the tile tasks compress the COG's JPEG blocks themselves: the COG is valid,
+    RGB (YCbCr JPEG) with an internal mask equal to the lossless run's, pixels within JPEG error of it."""
+    ws = _workspace(tmp_path / "jpeg", scene)
+    run_stages(ws, _config(tile_size=512, compression=Compression.JPEG), client, [ortho.STAGE])
+    ok, errors, warnings = validate_cog(ws.orthophoto_path)
+    assert ok and not warnings, (errors, warnings)
+    with rasterio.open(ws.orthophoto_path) as ds:
+        assert ds.count == 3 and ds.compression.value == "JPEG" and ds.photometric.value == "YCbCr"
+    rgb, mask, grid = _read(ws.orthophoto_path)
+    ref, ref_mask, ref_grid = _read(finished.orthophoto_path)
+    assert grid == ref_grid and np.array_equal(mask, ref_mask)
+    mse = float(np.mean((rgb[mask] - ref[mask]) ** 2))
+    # This scene's sharp saturated colours are hard on 4:2:0 JPEG: GDAL's own JPEG COG of the
+    # lossless mosaic gives 34.3 dB, these blocks 34.1 dB.
+    assert 10 * np.log10(255.0**2 / mse) >= 33.0
+    preview = cv2.imread(str(ws.orthophoto_preview_path), cv2.IMREAD_UNCHANGED)
+    assert preview.shape[:2] == mask.shape and np.array_equal(preview[..., 3] > 0, mask)
