@@ -49,6 +49,7 @@ from pipeline.workspace import Workspace, atomic_path
 
 logger = logging.getLogger(__name__)
 
+
 def params_from_config(oc: OrthoConfig) -> OrthoParams:
     return OrthoParams(
         low_factor=max(1, oc.blend_low_factor),
