@@ -92,11 +92,11 @@ class BlockPlan:
 
     @property
     def preview_level(self) -> int:
-        """Coarsest level at least as large as the preview (level 0 when the mosaic is smaller)."""
+        """Coarsest level at least as large as the preview (level 0 when the mosaic is smaller; at most the top overview)."""
         longest = max(self.width, self.height)
         target = min(longest, self.preview_px)
         p = 0
-        while -(-longest // 2 ** (p + 1)) >= target:
+        while p < self.overviews and -(-longest // 2 ** (p + 1)) >= target:
             p += 1
         return p
 
@@ -104,6 +104,19 @@ class BlockPlan:
     def kept_level(self) -> int:
         """The level at which tiles hand over their pixel sums: the client builds every coarser level from it."""
         return min(self.preview_level, self.tile_levels + 1)
+
+    def tiles_in_block(self, k: int, row: int, col: int) -> int:
+        """How many tiles (windows of ``tile_size`` from the origin) reach level-``k`` block (row, col)."""
+        span = BLOCK * 2**k
+        r0, c0 = row * span, col * span
+        r1, c1 = min(r0 + span, self.height), min(c0 + span, self.width)
+        t = self.tile_size
+        return ((r1 - 1) // t - r0 // t + 1) * ((c1 - 1) // t - c0 // t + 1)
+
+    def children_of_block(self, k: int, row: int, col: int) -> int:
+        """How many level-``k - 1`` blocks make up level-``k`` block (row, col)."""
+        rows, cols = self.level_blocks(k - 1)
+        return (min(2 * row + 2, rows) - 2 * row) * (min(2 * col + 2, cols) - 2 * col)
 
     def level_shape(self, k: int) -> tuple[int, int]:
         """(height, width) of level ``k`` (GDAL's overview sizes: rounded up)."""
@@ -386,12 +399,19 @@ def _src_size(s: Source) -> int:
 
 
 class CogBlockWriter:
-    """The client side: collect the tiles' blocks and sums, build the coarse levels, write the COG.
+    """The client side: collect the tiles' blocks, build the coarse levels as the tiles come in, write the COG.
 
-    Memory holds the pixel sums from the plan's kept level down (for 1024-px tiles a
-    sixteenth of the mosaic's cells, at 8 bytes each) and the compressed blocks of the
-    levels the client makes; the full-resolution blocks go from the tile files to the
-    output without being decoded.
+    Tiles hand over their pixel sums at the plan's kept level. The client adds
+    them into that level's blocks; a block that has all its tiles is compressed
+    (if no tile compressed it), written into the preview if it is at the preview
+    level, halved into its parent block and dropped, and so on up the levels. Fed
+    in row order (``write_orthophoto`` sorts the tiles), the open blocks are at
+    most about one row of blocks per level, so memory grows with the mosaic's
+    width at most, not with its area; the blocks the client compresses go to a
+    side file, and the full-resolution blocks go from the tile files to the
+    output without being decoded. The preview (the preview level's mean colours,
+    2000-4000 px on the long side) is the one array whose size is fixed by the
+    configuration, not by the mosaic.
     """
 
     def __init__(self, final: Path, grid: GridSpec, plan: BlockPlan, description: str = "") -> None:
@@ -403,8 +423,14 @@ class CogBlockWriter:
         self.description = description
         self.masks = plan.compression == "jpeg"
         self._geo = geotiff_fields(grid)
-        k = plan.kept_level
-        self._levels: dict[int, Sums] = {k: np.zeros(plan.level_shape(k) + (4,), sum_dtype(k))}
+        self._open: dict[tuple[int, int, int], list[Any]] = {}  # (level, row, col) -> [sums, contributions still due]
+        self._open_bytes = 0
+        self.peak_open_bytes = 0  # most bytes of open blocks at once (a bound the tests check)
+        ph, pw = plan.level_shape(plan.preview_level)
+        self._preview_rgb = np.zeros((ph, pw, 3), np.uint8)
+        self._preview_valid = np.zeros((ph, pw), bool)
+        self._side = self.final.parent / f".tmp-{uuid.uuid4().hex[:12]}-overviews-{self.final.stem}.bin"
+        self._side_fh: Any = None
         n = plan.overviews
         self._image: list[list[Source | None]] = []
         self._mask: list[list[Source | None]] = []
@@ -419,36 +445,88 @@ class CogBlockWriter:
         self._mask[level][i] = mask
 
     def add_tile(self, path: Path, tile: TileBlocks) -> None:
-        """Take one tile file: its sums into the kept level, its blocks as file spans."""
+        """Take one tile file: its blocks as file spans, its sums into the kept level's blocks."""
         k = self.plan.kept_level
         lw = self.plan.window_at(tile.window, k)
         if (lw.height, lw.width) != tile.sums_shape:
             raise ValueError(f"tile file {path} holds sums of {tile.sums_shape}, the plan expects {(lw.height, lw.width)}")
-        self._levels[k][lw.slices] = read_tile_sums(path, tile)
         p = str(path)
         for b in tile.blocks:
             self._put(b.level, b.row, b.col, (p, b.offset, b.size), (p, b.mask_offset, b.mask_size) if b.mask_size else None)
+        self._add_sums(tile.window, read_tile_sums(path, tile))
 
     def add_empty(self, window: Window) -> None:
-        """A tile no image reaches: its blocks are the shared empty block (its sums stay zero)."""
+        """A tile no image reaches: its blocks are the shared empty block (its sums are zero)."""
         img, msk = empty_block(self.plan.compression, self.plan.jpeg_quality)
         for k in range(self.plan.tile_levels + 1):
             for br, bc, _ in self.plan.blocks_in(window, k):
                 self._put(k, br, bc, img, msk or None)
+        self._add_sums(window, None)
 
-    def _sums(self, level: int) -> Sums:
-        if level not in self._levels:
-            self._levels[level] = halve(self._sums(level - 1), level - 1)
-        return self._levels[level]
+    def _add_sums(self, window: Window, sums: Sums | None) -> None:
+        """A tile's sums (None: all zero) into the kept level's blocks it reaches."""
+        k = self.plan.kept_level
+        lw = self.plan.window_at(window, k)
+        for br, bc, bw in self.plan.blocks_in(window, k):
+            block = self._block(k, br, bc, self.plan.tiles_in_block(k, br, bc))
+            if sums is not None:
+                part = bw.intersection(lw)
+                block[0][part.relative_to(bw).slices] += sums[part.relative_to(lw).slices]
+            self._contributed(k, br, bc)
+
+    def _block(self, k: int, row: int, col: int, due: int) -> list[Any]:
+        """The open block (level, row, col), opened with ``due`` contributions to come."""
+        key = (k, row, col)
+        block = self._open.get(key)
+        if block is None:
+            h, w = self.plan.level_shape(k)
+            shape = (min(BLOCK, h - row * BLOCK), min(BLOCK, w - col * BLOCK), 4)
+            block = self._open[key] = [np.zeros(shape, sum_dtype(k)), due]
+            self._open_bytes += block[0].nbytes
+            self.peak_open_bytes = max(self.peak_open_bytes, self._open_bytes)
+        return block
+
+    def _contributed(self, k: int, row: int, col: int) -> None:
+        """One contribution to a block is in; a complete block is finished and passed up."""
+        block = self._open[(k, row, col)]
+        block[1] -= 1
+        if block[1] > 0:
+            return
+        del self._open[(k, row, col)]
+        sums: Sums = block[0]
+        self._open_bytes -= sums.nbytes
+        plan = self.plan
+        if k == plan.preview_level or k > plan.tile_levels:
+            rgb, valid = mean_of(sums)
+            if k == plan.preview_level:
+                sl = (slice(row * BLOCK, row * BLOCK + sums.shape[0]), slice(col * BLOCK, col * BLOCK + sums.shape[1]))
+                self._preview_rgb[sl], self._preview_valid[sl] = rgb, valid
+            if k > plan.tile_levels:
+                img, msk = encode_block(rgb, valid, plan.compression, plan.jpeg_quality)
+                self._put(k, row, col, self._spill(img), self._spill(msk) if msk else None)
+        if k < plan.overviews:
+            half = halve(sums, k)
+            pr, pc = row // 2, col // 2
+            parent = self._block(k + 1, pr, pc, plan.children_of_block(k + 1, pr, pc))
+            r0, c0 = (row % 2) * (BLOCK // 2), (col % 2) * (BLOCK // 2)
+            parent[0][r0 : r0 + half.shape[0], c0 : c0 + half.shape[1]] += half
+            self._contributed(k + 1, pr, pc)
+
+    def _spill(self, data: bytes) -> Source:
+        """A block the client compressed, appended to the side file (the overview bytes are not kept in memory)."""
+        if self._side_fh is None:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self._side_fh = open(self._side, "wb")
+        off = self._side_fh.tell()
+        self._side_fh.write(data)
+        return (str(self._side), off, len(data))
 
     def preview(self) -> tuple[U8, U8]:
         """(3, h, w) RGB and (h, w) mask (0/255) at about the plan's preview size, from the level nearest above it."""
-        sums = self._sums(self.plan.preview_level)
-        h, w = sums.shape[0], sums.shape[1]
-        rgb = np.empty((h, w, 3), np.uint8)
-        valid = np.empty((h, w), bool)
-        for r in range(0, sums.shape[0], BLOCK):  # by strips: no float copy of the whole level
-            rgb[r : r + BLOCK], valid[r : r + BLOCK] = mean_of(sums[r : r + BLOCK])
+        if self._open:
+            raise RuntimeError(f"{self.final}: the preview needs every tile ({len(self._open)} blocks still open)")
+        rgb, valid = self._preview_rgb, self._preview_valid
+        h, w = valid.shape
         longest = max(self.plan.width, self.plan.height)
         scale = min(1.0, self.plan.preview_px / longest)
         size = (max(1, int(round(self.plan.width * scale))), max(1, int(round(self.plan.height * scale))))
@@ -458,35 +536,29 @@ class CogBlockWriter:
             mask = np.asarray(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), np.uint8)
         return np.moveaxis(rgb, -1, 0), mask
 
-    def _client_levels(self) -> None:
-        """Compress the blocks of the levels the tiles did not (coarse overviews; every level without tile blocks)."""
-        plan = self.plan
-        for k in range(max(plan.kept_level, plan.tile_levels + 1), plan.overviews + 1):
-            sums = self._sums(k)
-            rows, cols = plan.level_blocks(k)
-            for br in range(rows):
-                for bc in range(cols):
-                    rgb, valid = mean_of(sums[br * BLOCK : (br + 1) * BLOCK, bc * BLOCK : (bc + 1) * BLOCK])
-                    img, msk = encode_block(rgb, valid, plan.compression, plan.jpeg_quality)
-                    self._put(k, br, bc, img, msk or None)
-
     def write(self) -> None:
-        """Compress the client's levels and write the COG to a temporary name, then rename it into place."""
-        self._client_levels()
-        for k, blocks in enumerate(self._image):
-            missing = [i for i, s in enumerate(blocks) if s is None]
-            if missing:
-                cols = self.plan.level_blocks(k)[1]
-                raise RuntimeError(f"{self.final}: level {k} has no data for block {divmod(missing[0], cols)} ({len(missing)} missing)")
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.final.parent / f".tmp-{uuid.uuid4().hex[:12]}-{self.final.name}"
+        """Write the COG to a temporary name, then rename it into place (the side file is removed either way)."""
         try:
-            big = self._write_to(tmp, big=False)
-            if big:
-                self._write_to(tmp, big=True)
-            os.replace(tmp, self.final)
+            if self._side_fh is not None:
+                self._side_fh.close()
+            for k, blocks in enumerate(self._image):
+                missing = [i for i, s in enumerate(blocks) if s is None]
+                if missing:
+                    cols = self.plan.level_blocks(k)[1]
+                    raise RuntimeError(
+                        f"{self.final}: level {k} has no data for block {divmod(missing[0], cols)} ({len(missing)} missing)"
+                    )
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.final.parent / f".tmp-{uuid.uuid4().hex[:12]}-{self.final.name}"
+            try:
+                big = self._write_to(tmp, big=False)
+                if big:
+                    self._write_to(tmp, big=True)
+                os.replace(tmp, self.final)
+            finally:
+                tmp.unlink(missing_ok=True)
         finally:
-            tmp.unlink(missing_ok=True)
+            self._side.unlink(missing_ok=True)
         logger.info(
             "wrote %s (%d x %d, %s, %d overviews, %s)", self.final, self.grid.width, self.grid.height,
             self.plan.compression, self.plan.overviews, "BigTIFF" if big else "TIFF",

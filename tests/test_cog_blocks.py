@@ -224,3 +224,43 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="o.tif"):
         writer.write()
     assert list(out.iterdir()) == []
+
+
+def test_open_overview_blocks_stay_a_row_per_level(tmp_path: Path) -> None:
+    """Fed in row order, the writer holds about one row of open overview blocks per level, not the
+    whole level; fed in any other order it writes the very same file."""
+    width, height = 6200, 16400  # 9 rows of 4 blocks at the kept level
+    grid = GridSpec("EPSG:32649", 500000.0, 3840000.0, 0.02, width, height)
+    plan = BlockPlan(width, height, 1024, "jpeg", 90, 2000)
+    assert plan.kept_level == 2
+    rng = np.random.default_rng(5)
+    tiles = list(grid.tiles(1024))
+    colours = rng.integers(0, 255, (len(tiles), 3), dtype=np.uint8)
+    files = []
+    for i, win in enumerate(tiles):
+        path = tmp_path / f"t{i}.bin"
+        rgb = np.broadcast_to(colours[i], (win.height, win.width, 3)).copy()
+        mask = np.ones((win.height, win.width), bool)
+        mask[: 10 + i % 7] = False
+        files.append((path, write_tile_blocks(path, win, rgb, mask, plan)))
+    outputs = []
+    for order in (range(len(tiles)), reversed(range(len(tiles)))):
+        out = tmp_path / f"o{len(outputs)}"
+        writer = CogBlockWriter(out / "o.tif", grid, plan)
+        for i in order:
+            writer.add_tile(*files[i])
+        writer.write()
+        outputs.append((writer.peak_open_bytes, (out / "o.tif").read_bytes(), writer.preview()))
+        assert sorted(p.name for p in out.iterdir()) == ["o.tif"]  # the side file of the client's blocks is gone
+    kept_h, kept_w = plan.level_shape(2)
+    whole_level = kept_h * kept_w * 4 * 2  # uint16 sums of the kept level
+    row_of_blocks = -(-kept_w // BLOCK) * BLOCK * BLOCK * 4 * 2
+    assert outputs[0][0] <= 2 * row_of_blocks < whole_level / 2, (outputs[0][0], row_of_blocks, whole_level)
+    assert outputs[1][1] == outputs[0][1]
+    assert np.array_equal(outputs[1][2][0], outputs[0][2][0]) and np.array_equal(outputs[1][2][1], outputs[0][2][1])
+    ok, errors, _ = cog_validate(str(tmp_path / "o0" / "o.tif"), quiet=True)
+    assert ok, errors
+    with rasterio.open(tmp_path / "o0" / "o.tif") as ds:
+        top = ds.overviews(1)[-1]
+        ovr = ds.read([1, 2, 3], out_shape=(3, -(-height // top), -(-width // top)))
+        assert ovr.std(axis=(1, 2)).min() > 10  # the tiles' colours reach the top overview

@@ -186,13 +186,17 @@ def write_orthophoto(ws: Workspace, fp: FlightPlan, results: list[TileResult]) -
     """Write the COG from the tiles' compressed blocks, then the preview from the client's overview sums.
 
     The tile files hand over compressed blocks and reduced pixel sums, so the
-    client decodes nothing at full resolution and holds only the coarse levels.
+    client decodes nothing at full resolution and holds only the open blocks of
+    the coarse levels (about a row of blocks per level) and the preview.
     """
     writer = CogBlockWriter(ws.orthophoto_path, fp.plan.grid, fp.plan.blocks)
-    for r in results:
-        writer.add_tile(Path(r.path), r.blocks)
-    for w in fp.empty:
-        writer.add_empty(w)
+    # Row-major order: the writer then holds about one row of open overview blocks per level.
+    tiles: list[tuple[Window, TileResult | None]] = [(r.window, r) for r in results] + [(w, None) for w in fp.empty]
+    for window, r in sorted(tiles, key=lambda t: (t[0].row_off, t[0].col_off)):
+        if r is None:
+            writer.add_empty(window)
+        else:
+            writer.add_tile(Path(r.path), r.blocks)
     writer.write()
     small, small_mask = writer.preview()
     _write_preview_png(ws, small, small_mask)
