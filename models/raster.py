@@ -35,6 +35,13 @@ class Window:
         r1 = min(grid_height, self.row_off + self.height + margin)
         return Window(c0, r0, c1 - c0, r1 - r0)
 
+    def intersection(self, other: "Window") -> "Window":
+        """The cells both windows hold (width or height 0 when they do not meet)."""
+        c0, r0 = max(self.col_off, other.col_off), max(self.row_off, other.row_off)
+        c1 = min(self.col_off + self.width, other.col_off + other.width)
+        r1 = min(self.row_off + self.height, other.row_off + other.height)
+        return Window(c0, r0, max(0, c1 - c0), max(0, r1 - r0))
+
     def relative_to(self, outer: "Window") -> "Window":
         """This window's position inside ``outer``."""
         return Window(self.col_off - outer.col_off, self.row_off - outer.row_off, self.width, self.height)

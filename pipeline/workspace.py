@@ -53,6 +53,7 @@ from models.track import FlightTrack
 import numpy as np
 from numpy.typing import NDArray
 
+from drone_io.cog_blocks import BlockPlan, TileBlocks, write_tile_blocks
 from drone_io.depthmap_io import read_depthmap, write_depthmap
 from models.depthmap import DepthMap
 from models.raster import GridSpec, Window
@@ -657,7 +658,7 @@ class Workspace:
     # work/ortho/heights.npz                 coarse DSM min/max; occluders.npy: max-pooled DSM
     # work/ortho/dsm.npy                     raw copy of the DSM, sliced by the tiles (removed with the scratch)
     # work/ortho/labels.npy                  flight-level seam labels
-    # work/ortho/tiles/r<row>_c<col>.npz     finished tiles (RGB + mask) until the COG is written
+    # work/ortho/tiles/r<row>_c<col>.bin     finished tiles (pixel sums + compressed COG blocks) until the COG is written
     @property
     def ortho_dir(self) -> Path:
         return self.work_dir / "ortho"
@@ -695,7 +696,12 @@ class Workspace:
         return self.ortho_dir / "labels.npy"
 
     def ortho_tile_path(self, row_off: int, col_off: int) -> Path:
-        return self.ortho_dir / "tiles" / f"r{row_off:06d}_c{col_off:06d}.npz"
+        return self.ortho_dir / "tiles" / f"r{row_off:06d}_c{col_off:06d}.bin"
+
+    def save_ortho_tile(self, window: Window, rgb: NDArray[np.uint8], mask: NDArray[np.bool_], plan: BlockPlan) -> TileBlocks:
+        """Write a finished tile's COG blocks and pixel sums (drone_io.cog_blocks) to its tile file, atomically."""
+        with atomic_path(self.ortho_tile_path(window.row_off, window.col_off)) as tmp:
+            return write_tile_blocks(tmp, window, rgb, mask, plan)
 
     def save_ortho_array(self, path: Path, array: Any) -> None:
         """Write one array as .npy (readable by memory-mapped crops), atomically."""

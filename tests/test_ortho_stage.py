@@ -16,12 +16,13 @@ import rasterio
 from distributed import Client
 
 from drone_io.cog import validate_cog
+from drone_io.cog_blocks import read_tile_sums
 from drone_io.raster_grid import read_raster_info
 from models.raster import GridSpec
 from pipeline.cluster import dask_client
 from pipeline.config import Compression, Config, RunConfig
 from pipeline.ortho.quality import holes_inside, local_offsets, resample_to_grid
-from pipeline.ortho.tile import render_tile
+from pipeline.ortho.tile import TileResult, render_tile
 from pipeline.runner import run_stages
 from pipeline.stages import ortho
 from pipeline.workspace import Workspace
@@ -125,22 +126,30 @@ def test_geolocation_holes_and_buildings_against_truth(finished: Workspace, scen
     assert int((magenta & ~walls).sum()) == 0
 
 
+def _tile_pixels(r: TileResult) -> dict[str, np.ndarray]:
+    """A tile's RGB (3, h, w) and mask from its pixel sums (kept at full resolution with 64-px tiles)."""
+    sums = read_tile_sums(Path(r.path), r.blocks)
+    assert sums.shape[:2] == (r.window.height, r.window.width)
+    return {"rgb": np.moveaxis(sums[..., :3], -1, 0).astype(np.uint8), "mask": sums[..., 3] > 0}
+
+
 def test_tiles_agree_across_borders_and_dask_equals_eager(scene: Scene, client: Client, tmp_path: Path) -> None:
     ws = _workspace(tmp_path / "a", scene)
     cfg = _config(tile_size=64, keep_image_cache=True)
     fp = ortho.prepare_flight(ws, cfg, client)
+    assert fp.plan.blocks.kept_level == 0
     job = fp.jobs[len(fp.jobs) // 2]
     eager = render_tile(job[0], fp.plan, job[1], ws)
-    eager_data = ws.load_ortho_arrays(Path(eager.path))
+    eager_data = _tile_pixels(eager)
     results = ortho.render_tiles(ws, fp, client)
-    small = {r.window: ws.load_ortho_arrays(Path(r.path)) for r in results}
+    small = {r.window: _tile_pixels(r) for r in results}
     dask_data = small[job[0]]
     assert np.array_equal(eager_data["rgb"], dask_data["rgb"]) and np.array_equal(eager_data["mask"], dask_data["mask"])
 
     # The same flight in one big tile: the mosaic must not depend on where tile borders fall.
     big_fp = dataclasses.replace(fp, jobs=[(next(iter(fp.plan.grid.tiles(10_000))), fp.views)], empty=[])
     (whole,) = ortho.render_tiles(ws, big_fp, client)
-    full = ws.load_ortho_arrays(Path(whole.path))
+    full = _tile_pixels(whole)
     diffs = []
     for window, data in small.items():
         ref = full["rgb"][:, window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width]
@@ -149,3 +158,23 @@ def test_tiles_agree_across_borders_and_dask_equals_eager(scene: Scene, client: 
         diffs.append(np.abs(data["rgb"].astype(int) - ref.astype(int))[:, m].ravel())
     d = np.concatenate(diffs)
     assert d.max() <= 3 and d.mean() < 0.05
+
+
+def test_jpeg_cog_from_block_aligned_tiles(finished: Workspace, scene: Scene, client: Client, tmp_path: Path) -> None:
+    """With 512 px tiles the tile tasks compress the COG's JPEG blocks themselves: the COG is valid,
+    RGB (YCbCr JPEG) with an internal mask equal to the lossless run's, pixels within JPEG error of it."""
+    ws = _workspace(tmp_path / "jpeg", scene)
+    run_stages(ws, _config(tile_size=512, compression=Compression.JPEG), client, [ortho.STAGE])
+    ok, errors, warnings = validate_cog(ws.orthophoto_path)
+    assert ok and not warnings, (errors, warnings)
+    with rasterio.open(ws.orthophoto_path) as ds:
+        assert ds.count == 3 and ds.compression.value == "JPEG" and ds.photometric.value == "YCbCr"
+    rgb, mask, grid = _read(ws.orthophoto_path)
+    ref, ref_mask, ref_grid = _read(finished.orthophoto_path)
+    assert grid == ref_grid and np.array_equal(mask, ref_mask)
+    mse = float(np.mean((rgb[mask] - ref[mask]) ** 2))
+    # This scene's sharp saturated colours are hard on 4:2:0 JPEG: GDAL's own JPEG COG of the
+    # lossless mosaic gives 34.3 dB, these blocks 34.1 dB.
+    assert 10 * np.log10(255.0**2 / mse) >= 33.0
+    preview = cv2.imread(str(ws.orthophoto_preview_path), cv2.IMREAD_UNCHANGED)
+    assert preview.shape[:2] == mask.shape and np.array_equal(preview[..., 3] > 0, mask)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from drone_io.cog_blocks import BlockPlan
 from models.camera import CameraModel
 from models.pose import Pose
 from models.raster import GridSpec, Window
@@ -99,6 +100,7 @@ class OrthoPlan:
     occluders: str  # .npy of the max-pooled DSM (highest height per occluder cell, NaN for none)
     occluder_grid: GridSpec  # its grid: the DSM grid with cells of a whole number of DSM cells
     seam_heights: str  # .npy of DSM heights at the seam grid's cell centres
+    blocks: BlockPlan  # how the tiles cut and compress the orthophoto's COG blocks
 
 
 def bounds_intersect(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:

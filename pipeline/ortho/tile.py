@@ -20,7 +20,8 @@ For the tile's cells:
    times the flight-level gains and brightness field, plus the low-band correction, and
    written into the tile as 8-bit pixels, cell block by cell block.
 
-Returns the tile's file and small figures; the client streams tiles into the COG.
+Saves the tile's COG blocks, compressed here, and its pixel sums for the overviews
+(:mod:`drone_io.cog_blocks`); returns where they lie and small figures.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from drone_io.cog_blocks import TileBlocks
 from models.raster import GridSpec, Window
 from pipeline.ortho.blend import blend_low, correction, fill_field
 from pipeline.ortho.dsm import DsmWindow
@@ -56,7 +58,8 @@ class TileResult:
     """What one tile task made."""
 
     window: Window
-    path: str
+    path: str  # the tile file: pixel sums and compressed COG blocks
+    blocks: TileBlocks  # where they lie in it
     covered: int  # cells with an image
     occluded_fill: int  # cells no image sees unoccluded, filled from an image that has them in frame
     images: tuple[int, ...]  # indices of the images that gave at least one cell
@@ -648,10 +651,9 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
         fill = _sample_field(fill_field(blended, covered, sigma_low), cols_in_ext[co + cidx], rows_in_ext[ro + r])
         rgb[r, cidx] = cv2.add(fill, np.zeros_like(fill), dtype=cv2.CV_8U).reshape(-1, 3)
     mask = (final >= 0).reshape(h, w)
-    path = ws.ortho_tile_path(window.row_off, window.col_off)
-    ws.save_ortho_arrays(path, rgb=np.moveaxis(rgb.reshape(h, w, 3), -1, 0), mask=mask)
+    blocks = ws.save_ortho_tile(window, rgb.reshape(h, w, 3), mask, plan.blocks)
     used = tuple(sorted({k for k, chunks in cell_parts.items() if any(c.any_good for c in chunks)} | set(picks)))
-    return TileResult(window, str(path), int(mask.sum()), n_occluded, used)
+    return TileResult(window, str(ws.ortho_tile_path(window.row_off, window.col_off)), blocks, int(mask.sum()), n_occluded, used)
 
 
 def _cell_lattice(

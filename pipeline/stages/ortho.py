@@ -9,8 +9,11 @@
 4. Per tile (Dask): project every cell with the true camera model, check the
    labelled image sees it (else the best image that does), sample, blend in
    two bands; each task writes a tile file and returns its path.
-5. Client: stream the tiles into the COG (RGB + mask, internal overviews),
-   then the preview PNG from the overviews.
+   The task also compresses the tile's COG blocks (full resolution and the
+   overviews whose blocks lie inside it) and keeps its pixel sums at a reduced level.
+5. Client: add the sums up into the coarse overviews, compress their few blocks,
+   write the COG from the tiles' blocks (drone_io.cog_blocks), then the preview
+   PNG from the overview level nearest above its size.
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rasterio
 from distributed import Client
 
-from drone_io.cog import TiledRasterWriter
+from drone_io.cog_blocks import BlockPlan, CogBlockWriter
 from drone_io.raster_grid import read_reduced, write_png
 from models.errors import InputError
 from models.geo import parse_crs
@@ -46,9 +48,6 @@ from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, atomic_path
 
 logger = logging.getLogger(__name__)
-
-# GDAL block cache (MB) while tiles stream into the scratch GeoTIFF.
-_WRITE_CACHE_MB = 64
 
 
 def params_from_config(oc: OrthoConfig) -> OrthoParams:
@@ -138,7 +137,13 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     plan = OrthoPlan(
         grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params,
         str(ws.ortho_occluders_path), pooled_grid, str(ws.ortho_seam_heights_path),
+        BlockPlan(grid.width, grid.height, oc.tile_size, oc.compression.value, oc.jpeg_quality, oc.preview_size_px),
     )
+    if plan.blocks.tile_levels < 0:
+        logger.warning(
+            "ortho tile_size %d is not a multiple of the COG block (512 px): the client compresses every block "
+            "and holds the mosaic's pixel sums at full resolution", oc.tile_size,
+        )
     logger.info(
         "ortho grid %d x %d px at %.4f m (GSD %.4f m), seam grid %d x %d at %.3f m, %d images",
         grid.width, grid.height, res, geo.gsd_m, seam_grid.width, seam_grid.height, seam_grid.resolution, len(views),
@@ -177,27 +182,24 @@ def render_tiles(ws: Workspace, fp: FlightPlan, client: Client) -> list[TileResu
     )
 
 
-def write_orthophoto(ws: Workspace, oc: OrthoConfig, fp: FlightPlan, results: list[TileResult]) -> None:
-    """Stream the tile files into the COG (the mosaic is never whole in memory), then the preview.
+def write_orthophoto(ws: Workspace, fp: FlightPlan, results: list[TileResult]) -> None:
+    """Write the COG from the tiles' compressed blocks, then the preview from the client's overview sums.
 
-    GDAL's block cache is capped while the tiles stream in, so the writer's
-    memory does not grow with the mosaic (it would otherwise hold up to 5% of
-    the machine's memory in dirty blocks). The scratch raster is uncompressed
-    (the tiles go straight in and the overviews reduce it without decoding);
-    the preview comes from its overviews before the COG is published.
+    The tile files hand over compressed blocks and reduced pixel sums, so the
+    client decodes nothing at full resolution and holds only the open blocks of
+    the coarse levels (about a row of blocks per level) and the preview.
     """
-    with rasterio.Env(GDAL_CACHEMAX=_WRITE_CACHE_MB * 1024 * 1024):
-        with TiledRasterWriter(
-            ws.orthophoto_path, fp.plan.grid, "rgb", compression=oc.compression.value, jpeg_quality=oc.jpeg_quality,
-            scratch_compression="none",
-        ) as writer:
-            for r in sorted(results, key=lambda t: (t.window.row_off, t.window.col_off)):
-                data = ws.load_ortho_arrays(Path(r.path))
-                writer.write(r.window, data["rgb"], data["mask"])
-            for w in fp.empty:
-                writer.write(w, np.zeros((3, w.height, w.width), np.uint8), np.zeros((w.height, w.width), bool))
-            small, small_mask = writer.reduced(oc.preview_size_px)
-            _write_preview_png(ws, small, small_mask)
+    writer = CogBlockWriter(ws.orthophoto_path, fp.plan.grid, fp.plan.blocks)
+    # Row-major order: the writer then holds about one row of open overview blocks per level.
+    tiles: list[tuple[Window, TileResult | None]] = [(r.window, r) for r in results] + [(w, None) for w in fp.empty]
+    for window, r in sorted(tiles, key=lambda t: (t[0].row_off, t[0].col_off)):
+        if r is None:
+            writer.add_empty(window)
+        else:
+            writer.add_tile(Path(r.path), r.blocks)
+    writer.write()
+    small, small_mask = writer.preview()
+    _write_preview_png(ws, small, small_mask)
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
@@ -206,7 +208,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     t0 = time.perf_counter()
     results = render_tiles(ws, fp, client)
     t1 = time.perf_counter()
-    write_orthophoto(ws, oc, fp, results)
+    write_orthophoto(ws, fp, results)
     t2 = time.perf_counter()
     ws.clear_ortho_scratch(keep_images=oc.keep_image_cache)
 
@@ -261,6 +263,7 @@ STAGE = StageSpec(
     run=run,
     config_fields=("ortho",),
     inputs=_inputs,
-    version=3,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection
+    version=4,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
+    # 4: COG blocks compressed by the tile tasks
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
