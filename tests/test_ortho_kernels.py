@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import cv2
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from models.raster import Window
 from pipeline.ortho.blend import low_band_corrections
 from pipeline.ortho.exposure import overlap_stats, solve_gains
 from pipeline.ortho.geometry import LocalProjector, inside_image, scaled_camera
-from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
+from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, coarsen, seam_geometry_cost, solve_labels
 from pipeline.ortho.select import ViewWeights, best_view, blur_penalties, view_cost
 from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
 
@@ -194,6 +196,98 @@ def test_expansion_move_is_optimal_on_a_tiny_grid() -> None:
         solver.cost = start_cost
         solver.expand(alpha)
         assert solver.energy() == pytest.approx(best, rel=1e-3, abs=1e-2)
+
+
+def test_coarse_to_fine_solve_goes_round_the_building() -> None:
+    inputs, z, _ = _two_image_strip()
+    weights = SeamWeights()
+    geo = seam_geometry_cost(z, 1.0, weights, ground_radius_m=6.0)
+    start = SeamSolver(z.shape, inputs, geo, 1.0, weights).energy()
+    assert 2.0 <= weights.coarse_cell_m  # the 1 m grid is solved on 2 m cells first
+    solver = solve_labels(z.shape, inputs, geo, 1.0, weights, 3)
+    labels = solver.labels
+    building = z > 0
+    assert solver.energy() < start
+    assert len(np.unique(labels[building])) == 1
+    ring = np.zeros_like(building)
+    ring[5:15, 15:25] = True
+    edges_h = labels[:, 1:] != labels[:, :-1]
+    assert not (edges_h & ring[:, 1:] & ring[:, :-1]).any()
+
+
+def _town_seam_problem(seed: int, h: int = 72, w: int = 96, n: int = 3) -> tuple[list[SeamInput], np.ndarray]:
+    """n x n overlapping images over a textured town (boxes in the DSM), with noisy colours."""
+    rng = np.random.default_rng(seed)
+    z = np.zeros((h, w), np.float32)
+    for _ in range(8):
+        r, c = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        z[r : r + rng.integers(4, 9), c : c + rng.integers(4, 9)] = rng.uniform(3, 12)
+    scene = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, 3)).astype(np.float32), (0, 0), 2.0)
+    inputs = []
+    for i in range(n):
+        for j in range(n):
+            cy, cx = (i + 0.5) * h / n, (j + 0.5) * w / n
+            r0, c0 = max(0, int(cy - 0.5 * h / n - 10)), max(0, int(cx - 0.5 * w / n - 12))
+            r1, c1 = min(h, int(cy + 0.5 * h / n + 10)), min(w, int(cx + 0.5 * w / n + 12))
+            rr, cc = np.mgrid[r0:r1, c0:c1]
+            cost = (0.002 * ((rr - cy) ** 2 + (cc - cx) ** 2)).astype(np.float32)
+            valid = rng.uniform(size=cost.shape) > 0.02
+            noise = rng.normal(0, 3, (r1 - r0, c1 - c0, 3))
+            rgb = np.clip(scene[r0:r1, c0:c1] * rng.uniform(0.9, 1.1) + noise, 0, 255).astype(np.uint8)
+            inputs.append(SeamInput(Window(c0, r0, c1 - c0, r1 - r0), valid, np.where(valid, cost, np.inf).astype(np.float32), rgb))
+    return inputs, z
+
+
+def test_coarse_to_fine_reaches_the_single_level_energy() -> None:
+    """The coarse-to-fine solve ends where the single-level solve does (within half a percent over
+    a dozen problems, 2% on any one), at a fraction of its max-flow work."""
+    weights = SeamWeights()
+    single_total = pyramid_total = 0.0
+    for seed in range(6):
+        inputs, z = _town_seam_problem(seed)
+        for cell in (0.5, 1.0):  # two coarse levels, one coarse level
+            geo = seam_geometry_cost(z, cell, weights)
+            single = SeamSolver(z.shape, inputs, geo, cell, weights)
+            single.solve(2)
+            pyramid = solve_labels(z.shape, inputs, geo, cell, weights, 2)
+            assert pyramid.energy() <= 1.02 * single.energy()
+            single_total += single.energy()
+            pyramid_total += pyramid.energy()
+    assert pyramid_total <= 1.005 * single_total
+
+
+def test_coarsened_labels_are_valid_on_every_fine_cell() -> None:
+    inputs, z = _town_seam_problem(1, h=33, w=47)  # odd sizes: blocks past the edge
+    geo = seam_geometry_cost(z, 1.0, SeamWeights())
+    (ch, cw), coarse, cgeo = coarsen(z.shape, inputs, geo, 2)
+    assert (ch, cw) == (17, 24) and cgeo.shape == (17, 24)
+    for fine, c in zip(inputs, coarse):
+        for r, col in zip(*np.nonzero(c.valid)):
+            gr, gc = r + c.window.row_off, col + c.window.col_off
+            rows = [y for y in (2 * gr, 2 * gr + 1) if y < z.shape[0]]
+            cols = [x for x in (2 * gc, 2 * gc + 1) if x < z.shape[1]]
+            cells = [(y - fine.window.row_off, x - fine.window.col_off) for y in rows for x in cols]
+            assert all(0 <= y < fine.window.height and 0 <= x < fine.window.width and fine.valid[y, x] for y, x in cells)
+            assert c.cost[r, col] == pytest.approx(np.mean([fine.cost[y, x] for y, x in cells]), rel=1e-5)
+
+
+def test_colour_lookup_matches_each_image() -> None:
+    inputs, z = _town_seam_problem(2)
+    solver = SeamSolver(z.shape, inputs, np.zeros_like(z), 1.0, SeamWeights())
+    rng = np.random.default_rng(0)
+    label = rng.integers(-1, len(inputs), 500).astype(np.int32)
+    rows, cols = rng.integers(0, z.shape[0], 500), rng.integers(0, z.shape[1], 500)
+    colour, ok = solver._colour_at(label, rows, cols)
+    for k, r, c, col, good in zip(label, rows, cols, colour, ok):
+        if k < 0:
+            assert not good
+            continue
+        inp = inputs[k]
+        rr, cc = r - inp.window.row_off, c - inp.window.col_off
+        expect = 0 <= rr < inp.window.height and 0 <= cc < inp.window.width and bool(inp.valid[rr, cc])
+        assert good == expect
+        if expect:
+            assert np.array_equal(col, inp.rgb[rr, cc].astype(np.float32))
 
 
 # -- blending -------------------------------------------------------------------------

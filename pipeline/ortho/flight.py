@@ -22,7 +22,7 @@ from models.reconstruction import Reconstruction
 from pipeline.ortho.dsm import DsmSource, HeightRange
 from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_shading, overlap_stats, shading_factor, solve_gains
 from pipeline.ortho.plan import ImageView, window_covering
-from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
+from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost, solve_labels
 from pipeline.ortho.select import blur_penalties
 from pipeline.workspace import Workspace
 
@@ -191,11 +191,10 @@ def solve_seams(
         cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
         prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.nxy))
     geo = seam_geometry_cost(z, seam_grid.resolution, weights)
-    solver = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights)
-    e0 = solver.energy()
-    labels = solver.solve(sweeps)
+    e0 = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights).energy()  # the best-view start
+    solver = solve_labels(seam_grid.shape, prepared, geo, seam_grid.resolution, weights, sweeps)
     logger.info("seam solve: energy %.1f -> %.1f on %d x %d cells", e0, solver.energy(), seam_grid.width, seam_grid.height)
-    return labels
+    return solver.labels
 
 
 def image_views(

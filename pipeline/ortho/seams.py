@@ -59,6 +59,8 @@ class SeamWeights:
     height_ref_m: float = 1.0  # height above ground at which the height cost is full
     slope: float = 4.0  # cost per unit of DSM slope (rise over run), capped at slope 2
     reach_m: float = 25.0  # how far an expansion move may push a seam beyond its current place
+    coarse_cell_m: float = 2.5  # the solve starts on the grid coarsened by 2 (repeatedly) while its cells stay this small
+    refine_reach_cells: int = 10  # how far a finer level may move the seams of the coarser one (cells)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +102,20 @@ def _intersection(a: Window, b: Window) -> Window | None:
 class SeamSolver:
     """Alpha-expansion over the seam grid for ``len(inputs)`` images."""
 
-    def __init__(self, shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32, cell_m: float, weights: SeamWeights) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        inputs: list[SeamInput],
+        geometry_cost: F32,
+        cell_m: float,
+        weights: SeamWeights,
+        start: I32 | None = None,
+        reach_cells: int | None = None,
+    ) -> None:
+        """Best-view labelling, or ``start`` where its image sees the cell (best view elsewhere).
+
+        ``reach_cells`` overrides how far an expansion may push a seam (``weights.reach_m``).
+        """
         self.shape = shape
         self.inputs = inputs
         self.geo = np.asarray(geometry_cost, dtype=np.float32)
@@ -110,7 +125,16 @@ class SeamSolver:
         self.cell_m = float(cell_m)
         self.w = weights
         # How far (cells) an expansion may reach beyond the image's current territory.
-        self.reach_cells = max(1, int(round(weights.reach_m / self.cell_m)))
+        self.reach_cells = reach_cells if reach_cells is not None else max(1, int(round(weights.reach_m / self.cell_m)))
+        # Every image's samples end to end (flat), with where each one's window starts and sits.
+        sizes = [inp.window.width * inp.window.height for inp in inputs]
+        self._start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if inputs else np.zeros(0, np.int64)
+        self._row_off = np.array([inp.window.row_off for inp in inputs], np.int64)
+        self._col_off = np.array([inp.window.col_off for inp in inputs], np.int64)
+        self._width = np.array([inp.window.width for inp in inputs], np.int64)
+        self._height = np.array([inp.window.height for inp in inputs], np.int64)
+        self._all_valid = np.concatenate([inp.valid.ravel() for inp in inputs] + [np.zeros(1, bool)])
+        self._all_rgb = np.concatenate([inp.rgb.reshape(-1, 3) for inp in inputs] + [np.zeros((1, 3), np.uint8)])
         h, w = shape
         self.labels = np.full((h, w), NO_LABEL, np.int32)
         self.cost = np.full((h, w), np.inf, np.float32)
@@ -123,26 +147,28 @@ class SeamSolver:
             self.labels[sl][better] = k
             self.cost[sl][better] = inp.cost[better]
             self.cur_rgb[sl][better] = inp.rgb[better]
+        if start is not None:
+            for k, inp in enumerate(inputs):
+                sl = inp.window.slices
+                take = inp.valid & (start[sl] == k)
+                self.labels[sl][take] = k
+                self.cost[sl][take] = inp.cost[take]
+                self.cur_rgb[sl][take] = inp.rgb[take]
 
     # -- colour lookups --------------------------------------------------------------
-    def _colour_at(self, label: I32, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> tuple[F32, BoolArray]:
-        """Colour (n, 3) of image ``label[i]`` at cell (rows[i], cols[i]), and whether it exists."""
-        out = np.zeros((label.shape[0], 3), np.float32)
-        ok = np.zeros(label.shape[0], bool)
-        for k in np.unique(label):
-            if k < 0:
-                continue
-            sel = np.nonzero(label == k)[0]
-            inp = self.inputs[int(k)]
-            r = rows[sel] - inp.window.row_off
-            c = cols[sel] - inp.window.col_off
-            inside = (r >= 0) & (r < inp.window.height) & (c >= 0) & (c < inp.window.width)
-            idx = sel[inside]
-            rr, cc = r[inside], c[inside]
-            good = inp.valid[rr, cc]
-            out[idx[good]] = inp.rgb[rr[good], cc[good]]
-            ok[idx[good]] = True
-        return out, ok
+    def _colour_at(self, label: I32, rows: NDArray[np.integer], cols: NDArray[np.integer]) -> tuple[F32, BoolArray]:
+        """Colour (n, 3) of image ``label[i]`` at cell (rows[i], cols[i]), and whether it exists.
+
+        One gather from every image's samples laid end to end, whatever the mix of labels.
+        """
+        k = np.maximum(label, 0)
+        r = rows - self._row_off[k]
+        c = cols - self._col_off[k]
+        width = self._width[k]
+        inside = (label >= 0) & (r >= 0) & (r < self._height[k]) & (c >= 0) & (c < width)
+        idx = np.where(inside, self._start[k] + r * width + c, 0)
+        ok = inside & self._all_valid[idx]
+        return self._all_rgb[idx].astype(np.float32), ok
 
     def _colour_diff(self, ca: F32, oka: BoolArray, cb: F32, okb: BoolArray) -> F32:
         cap = np.float32(self.w.colour_cap)
@@ -327,7 +353,79 @@ class SeamSolver:
             changed = 0
             for alpha in range(len(self.inputs)):
                 changed += self.expand(alpha)
-            logger.info("seam sweep %d: %d cells changed", sweep + 1, changed)
+            logger.info("seam sweep %d on %d x %d cells: %d cells changed", sweep + 1, self.shape[1], self.shape[0], changed)
             if changed == 0:
                 break
         return self.labels
+
+
+def _block_sum(a: NDArray[np.generic], f: int) -> NDArray[np.float64]:
+    """Sums over f x f blocks of the first two axes (their sizes multiples of f)."""
+    h, w = a.shape[0] // f, a.shape[1] // f
+    return np.asarray(a.reshape((h, f, w, f) + a.shape[2:]).sum(axis=(1, 3), dtype=np.float64))
+
+
+def coarsen(shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32, f: int = 2) -> tuple[tuple[int, int], list[SeamInput], F32]:
+    """The seam problem on cells of f x f cells.
+
+    An image sees a coarse cell only if it sees every one of its cells (so a coarse label
+    is valid for all the fine cells under it); its cost and colour there are the means, and
+    so is the DSM cost (a block's highest value would push coarse seams off half-wall cells
+    that the fine level then has to pull back).
+    """
+    H, W = shape
+    ch, cw = -(-H // f), -(-W // f)
+    out = []
+    for inp in inputs:
+        win = inp.window
+        c0, r0 = win.col_off // f, win.row_off // f
+        c1, r1 = -(-(win.col_off + win.width) // f), -(-(win.row_off + win.height) // f)
+        fh, fw = (r1 - r0) * f, (c1 - c0) * f
+        oy, ox = win.row_off - r0 * f, win.col_off - c0 * f
+        valid = np.zeros((fh, fw), bool)
+        cost = np.zeros((fh, fw), np.float32)
+        rgb = np.zeros((fh, fw, 3), np.uint8)
+        sub = (slice(oy, oy + win.height), slice(ox, ox + win.width))
+        valid[sub] = inp.valid
+        cost[sub] = np.where(inp.valid, inp.cost, np.float32(0.0))
+        rgb[sub] = inp.rgb
+        # Cells past the grid's edge do not exist: they neither count nor spoil a block.
+        in_grid = np.zeros((fh, fw), bool)
+        in_grid[: max(0, min(fh, H - r0 * f)), : max(0, min(fw, W - c0 * f))] = True
+        n_in, n_ok = _block_sum(in_grid, f), _block_sum(valid, f)
+        ok = (n_ok == n_in) & (n_in > 0)
+        div = np.maximum(n_ok, 1.0)
+        c_cost = np.where(ok, _block_sum(cost, f) / div, np.inf).astype(np.float32)
+        c_rgb = np.where(ok[..., None], np.rint(_block_sum(rgb, f) / div[..., None]), 0.0).astype(np.uint8)
+        out.append(SeamInput(Window(c0, r0, c1 - c0, r1 - r0), ok, c_cost, c_rgb))
+    geo = np.zeros((ch * f, cw * f), np.float32)
+    geo[:H, :W] = geometry_cost
+    n_geo = np.zeros((ch * f, cw * f), np.float32)
+    n_geo[:H, :W] = 1.0
+    c_geo = (_block_sum(geo, f) / _block_sum(n_geo, f)).astype(np.float32)
+    return (ch, cw), out, c_geo
+
+
+def solve_labels(
+    shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32, cell_m: float, weights: SeamWeights, sweeps: int
+) -> SeamSolver:
+    """Alpha-expansion from coarse to fine: the solved solver at ``shape``.
+
+    Each expansion is a max-flow over every cell the image may take, so the solve's cost
+    grows with the number of cells, and most of it goes into moving seams far (up to
+    ``reach_m``). On a grid coarsened by 2 those moves cost a quarter; the finer level then
+    starts from the coarse labels and only moves seams by a few cells, to fit them to the
+    detail that the coarse cells blur.
+    """
+    H, W = shape
+    coarse_ok = 2.0 * cell_m <= weights.coarse_cell_m and min(H, W) >= 8 * 2
+    if not coarse_ok:
+        solver = SeamSolver(shape, inputs, geometry_cost, cell_m, weights)
+        solver.solve(sweeps)
+        return solver
+    cshape, cinputs, cgeo = coarsen(shape, inputs, geometry_cost, 2)
+    coarse = solve_labels(cshape, cinputs, cgeo, 2.0 * cell_m, weights, sweeps)
+    start = np.repeat(np.repeat(coarse.labels, 2, axis=0), 2, axis=1)[:H, :W]
+    solver = SeamSolver(shape, inputs, geometry_cost, cell_m, weights, start=start, reach_cells=weights.refine_reach_cells)
+    solver.solve(sweeps)
+    return solver
