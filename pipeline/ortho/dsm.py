@@ -227,14 +227,24 @@ class HeightRange:
             return fill, fill
         return float(lo.min()), float(hi.max())
 
+    def floor_grid(self, fill: float) -> F32:
+        """Lowest height within one coarse cell of each cell (``fill`` where none), cached per fill."""
+        cache: dict[float, F32] = self.__dict__.setdefault("_floor", {})
+        low = cache.get(fill)
+        if low is None:
+            zmin = np.where(np.isfinite(self.z_min), self.z_min, np.float32(fill)).astype(np.float32)
+            low = np.asarray(cv2.erode(zmin, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
+            low.flags.writeable = False
+            cache[fill] = low
+        return low
+
 
 def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float64], fill: float) -> F32:
     """The lowest DSM height within about one coarse cell of each (xs per column, ys per row) point.
 
     Taken from the flight-wide coarse grid, so it is the same whichever tile asks.
     """
-    zmin = np.where(np.isfinite(hr.z_min), hr.z_min, np.float32(fill)).astype(np.float32)
-    low = cv2.erode(zmin, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    low = hr.floor_grid(fill)
     col, row = hr.grid.world_to_cell(xs, ys)
     c = np.clip(np.rint(col).astype(np.int64), 0, hr.grid.width - 1)
     r = np.clip(np.rint(row).astype(np.int64), 0, hr.grid.height - 1)

@@ -87,17 +87,6 @@ def seam_grid_for(grid: GridSpec, gsd: float, cell_gsd: float, max_cells: int, m
     return GridSpec(grid.crs, grid.x_min, grid.y_max, k * grid.resolution, -(-grid.width // k), -(-grid.height // k))
 
 
-def load_seam_inputs(ws: Workspace, views: list[ImageView]) -> list[SeamInput]:
-    out = []
-    for v in views:
-        data = ws.load_ortho_arrays(Path(v.seam_data))
-        win = v.seam_window if v.seam_window is not None else Window(0, 0, 0, 0)
-        cost = data["cost"].astype(np.float32)
-        nxy = data["nxy"].astype(np.float32) if "nxy" in data else None
-        out.append(SeamInput(win, data["valid"].astype(bool), cost, data["rgb"].astype(np.uint8), nxy))
-    return out
-
-
 def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
     """Pairs of images whose seam windows overlap, with the shared part in each one's arrays."""
     out = []

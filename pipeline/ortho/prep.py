@@ -11,7 +11,9 @@ it sees (in frame, not occluded by the DSM), its view cost there and its colour.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from pipeline.ortho.dsm import HeightRange, floor_heights
 from pipeline.ortho.exposure import normalized_xy
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
+from pipeline.ortho.seams import SeamInput
 from pipeline.ortho.select import sharpness, view_cost
 from pipeline.ortho.visibility import Occluders, build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
 from pipeline.workspace import Workspace
@@ -34,11 +37,28 @@ U8 = NDArray[np.uint8]
 F32 = NDArray[np.float32]
 
 
-def load_height_range(ws: Workspace, plan: OrthoPlan) -> HeightRange:
-    data = ws.load_ortho_arrays(Path(plan.height_range))
-    g = data["grid"]
-    grid = GridSpec(plan.grid.crs, float(g[0]), float(g[1]), float(g[2]), int(g[3]), int(g[4]))
-    return HeightRange(grid, data["z_min"], data["z_max"])
+def _file_key(path: str) -> tuple[str, int, int, int]:
+    """A file's identity for the per-worker caches: a rewritten file (a new run) is another key."""
+    st = os.stat(path)
+    return (path, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _height_range(key: tuple[str, int, int, int], crs: str) -> HeightRange:
+    with np.load(key[0]) as data:
+        g = data["grid"]
+        grid = GridSpec(crs, float(g[0]), float(g[1]), float(g[2]), int(g[3]), int(g[4]))
+        return HeightRange(grid, data["z_min"], data["z_max"])
+
+
+@functools.lru_cache(maxsize=2)
+def _pooled_occluders(key: tuple[str, int, int, int]) -> NDArray[np.float32]:
+    return np.asarray(np.load(key[0], mmap_mode="r"))
+
+
+def load_height_range(plan: OrthoPlan) -> HeightRange:
+    """The flight's coarse DSM height range, read once per worker process (every image reads it)."""
+    return _height_range(_file_key(plan.height_range), plan.grid.crs)
 
 
 def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float, float, float], origin: NDArray[np.float64]) -> Occluders:
@@ -49,7 +69,7 @@ def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float,
     if owin.width == 0 or owin.height == 0:
         e = np.zeros(0, np.float32)
         return Occluders(e, e, e, r)
-    pooled = np.load(plan.occluders, mmap_mode="r")
+    pooled = _pooled_occluders(_file_key(plan.occluders))
     oxs, oys = og.cell_centers(owin)
     ground = np.float32(origin[2])
     # Heights relative to the local origin, computed in place.
@@ -96,8 +116,12 @@ def sample_image(img: NDArray[Any], u: F32, v: F32, interpolation: int = cv2.INT
     return np.asarray(out.reshape(rows * cols, -1)[:n], dtype=np.float32)
 
 
-def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
-    """Dask task: cache the image's pixels and sample it on the seam grid; returns the filled view."""
+def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> tuple[ImageView, SeamInput]:
+    """Dask task: cache the image's pixels and sample it on the seam grid.
+
+    Returns the filled view and the image's seam samples (small: one value per seam cell of
+    its footprint), which go straight to the client instead of through a file.
+    """
     cam = view.camera
     ground = plan.dsm.fill_height
     scale = working_scale(view, plan, ground)
@@ -124,7 +148,6 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     # -- samples on the seam grid -------------------------------------------------------
     sg = plan.seam_grid
     win = window_covering(sg, view.footprint)
-    seam_path = ws.ortho_seam_data_path(view.name)
     filled = dataclasses.replace(
         view,
         work_cache=str(work_path),
@@ -132,20 +155,16 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
         low_cache=str(low_path),
         low_size=(low_w, low_h),
         sharpness=sharp,
-        seam_data=str(seam_path),
         seam_window=win,
     )
     if win.width == 0 or win.height == 0:
-        ws.save_ortho_arrays(
-            seam_path, valid=np.zeros((0, 0), bool), cost=np.zeros((0, 0), np.float32), rgb=np.zeros((0, 0, 3), np.uint8),
-            nxy=np.zeros((0, 0, 2), np.float32),
-        )
-        return filled
+        empty = SeamInput(win, np.zeros((0, 0), bool), np.zeros((0, 0), np.float32), np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 2), np.float32))
+        return filled, empty
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
     seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
     # The same reduction as the blending copy when the sizes agree (they do at the default factors).
     seam_img = low if (seam_w, seam_h) == (low_w, low_h) else _resize(work, seam_w, seam_h)
-    hr = load_height_range(ws, plan)
+    hr = load_height_range(plan)
     region = window_bounds(sg, win)
     z_lo, z_hi = hr.range_in(region, ground)
     x_mid, y_mid = 0.5 * (region[0] + region[2]), 0.5 * (region[1] + region[3])
@@ -179,7 +198,4 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     if valid.any():
         cols = sample_image(seam_img, u[valid], v[valid])
         rgb[valid] = np.clip(np.rint(cols), 0, 255).astype(np.uint8)
-    ws.save_ortho_arrays(
-        seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb, nxy=nxy
-    )
-    return filled
+    return filled, SeamInput(win, valid, np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb, nxy)
