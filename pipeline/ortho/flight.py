@@ -130,14 +130,18 @@ def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, shad
         samples = []
         for i, j, sa, sb in pairs:
             a, b = inputs[i], inputs[j]
-            both = a.valid[sa] & b.valid[sb]
-            if a.nxy is None or b.nxy is None or int(both.sum()) < 16:
+            if a.nxy is None or b.nxy is None:
                 continue
-            step = max(1, int(both.sum()) // 400)
-            pa, pb = a.nxy[sa][both][::step], b.nxy[sb][both][::step]
+            rr, cc = np.nonzero(a.valid[sa] & b.valid[sb])
+            if rr.size < 16:
+                continue
+            # About 400 cells of the overlap: gather just those.
+            step = max(1, rr.size // 400)
+            rr, cc = rr[::step], cc[::step]
+            pa, pb = a.nxy[sa][rr, cc], b.nxy[sb][rr, cc]
             samples.append(
                 PairSamples(
-                    i, j, a.rgb[sa][both][::step].mean(axis=1).astype(np.float32), b.rgb[sb][both][::step].mean(axis=1).astype(np.float32),
+                    i, j, a.rgb[sa][rr, cc].mean(axis=1).astype(np.float32), b.rgb[sb][rr, cc].mean(axis=1).astype(np.float32),
                     (pa[:, 0], pa[:, 1]), (pb[:, 0], pb[:, 1]),
                 )
             )
