@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import cv2
 
@@ -92,6 +93,51 @@ def test_zbuffer_hides_the_ground_behind_a_box_and_keeps_the_rest() -> None:
     # Analytic: the ray from (x, 0) to the camera clears the box iff its height at x=6 exceeds 10 m.
     expected = [False, False, False, True, True, True, True]
     assert list(vis) == expected
+
+
+def test_block_occluders_match_the_window_kernel(tmp_path: Path) -> None:
+    """Occluders gathered from per-worker blocks are the window kernel's samples, across block edges."""
+    from models.raster import GridSpec
+    from pipeline.ortho import prep
+    from pipeline.ortho.dsm import DsmSource, HeightRange, floor_heights
+    from pipeline.ortho.plan import OrthoParams, OrthoPlan
+
+    rng = np.random.default_rng(3)
+    h, w = 700, 900  # more than one block each way
+    z = np.full((h, w), 100.0, np.float32) + rng.normal(0, 0.05, (h, w)).astype(np.float32)
+    for _ in range(60):
+        r, c = rng.integers(0, h - 20), rng.integers(0, w - 20)
+        z[r : r + rng.integers(5, 20), c : c + rng.integers(5, 20)] = 100.0 + rng.uniform(2, 15)
+    z[300:320, 400:430] = np.nan
+    og = GridSpec("EPSG:32633", 500_000.0, 4_100_000.0, 0.1, w, h)
+    np.save(tmp_path / "occ.npy", z)
+    hg = GridSpec(og.crs, og.x_min, og.y_max, 3.2, -(-w // 32), -(-h // 32))
+    zb = np.full((hg.height * 32, hg.width * 32), np.nan, np.float32)
+    zb[:h, :w] = z
+    blocks = zb.reshape(hg.height, 32, hg.width, 32)
+    hr = HeightRange(hg, np.nanmin(blocks, axis=(1, 3)), np.nanmax(blocks, axis=(1, 3)))
+    np.savez(tmp_path / "hr.npz", grid=np.array([hg.x_min, hg.y_max, hg.resolution, hg.width, hg.height]), z_min=hr.z_min, z_max=hr.z_max)
+    dsm = DsmSource("", og, 100.0)
+    plan = OrthoPlan(og, og, 0.05, dsm, str(tmp_path / "hr.npz"), "", OrthoParams(), str(tmp_path / "occ.npy"), og, "")
+    origin = np.array([og.x_min + 41.3, og.y_max - 37.9, 100.0])
+    win = Window(37, 51, 610, 580)
+    x0, y1 = og.x_min + win.col_off * og.resolution, og.y_max - win.row_off * og.resolution
+    bounds = (x0 + 0.1, y1 - win.height * 0.1 + 0.1, x0 + win.width * 0.1 - 0.1, y1 - 0.1)
+    got = prep.load_occluders(plan, hr, bounds, origin)
+    # The window kernel on the same window.
+    owin = prep.window_covering(og, (bounds[0] - 0.1, bounds[1] - 0.1, bounds[2] + 0.1, bounds[3] + 0.1))
+    xs, ys = og.cell_centers(owin)
+    oz = z[owin.slices] - np.float32(100.0)
+    floor = floor_heights(hr, xs, ys, 100.0) - np.float32(100.0)
+    oz = np.where(np.isnan(oz), floor, oz)
+    want = occluders_from_grid(
+        (xs - origin[0]).astype(np.float32), (ys - origin[1]).astype(np.float32), oz, 0.1, 0.5, floor, trim=1
+    )
+    assert len(got) == len(want) > 1000
+    a = np.stack([got.x, got.y, got.z], axis=1)
+    b = np.stack([want.x, want.y, want.z], axis=1)
+    a, b = a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])]
+    assert np.allclose(a, b, atol=1e-3)
 
 
 def test_occluder_bounds_reach_toward_the_camera_only() -> None:
