@@ -52,11 +52,6 @@ def _height_range(key: tuple[str, int, int, int], crs: str) -> HeightRange:
         return HeightRange(grid, data["z_min"], data["z_max"])
 
 
-@functools.lru_cache(maxsize=2)
-def _pooled_occluders(key: tuple[str, int, int, int]) -> NDArray[np.float32]:
-    return np.asarray(np.load(key[0], mmap_mode="r"))
-
-
 def load_height_range(plan: OrthoPlan) -> HeightRange:
     """The flight's coarse DSM height range, read once per worker process (every image reads it)."""
     return _height_range(_file_key(plan.height_range), plan.grid.crs)
@@ -86,7 +81,8 @@ def _occluder_block(
     them, so each block is found once per worker instead of once per image. Memory stays
     bounded by the cache size, whatever the flight's size.
     """
-    pooled = _pooled_occluders(pooled_key)
+    # Mapped for this block alone: a mapping kept open would hold every page read so far.
+    pooled = np.load(pooled_key[0], mmap_mode="r")
     hr = _height_range(hr_key, og.crs)
     H, W = pooled.shape
     r0, c0 = br * _OCC_BLOCK, bc * _OCC_BLOCK
@@ -95,6 +91,7 @@ def _occluder_block(
     er0, ec0, er1, ec1 = max(0, r0 - 1), max(0, c0 - 1), min(H, r1 + 1), min(W, c1 + 1)
     win = Window(ec0, er0, ec1 - ec0, er1 - er0)
     z = np.array(pooled[win.slices], dtype=np.float32)
+    del pooled
     xs, ys = og.cell_centers(win)
     floor = floor_heights(hr, xs, ys, fill)
     missing = np.isnan(z)
