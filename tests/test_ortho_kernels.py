@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import cv2
 
@@ -118,7 +120,11 @@ def test_block_occluders_match_the_window_kernel(tmp_path: Path) -> None:
     hr = HeightRange(hg, np.nanmin(blocks, axis=(1, 3)), np.nanmax(blocks, axis=(1, 3)))
     np.savez(tmp_path / "hr.npz", grid=np.array([hg.x_min, hg.y_max, hg.resolution, hg.width, hg.height]), z_min=hr.z_min, z_max=hr.z_max)
     dsm = DsmSource("", og, 100.0)
-    plan = OrthoPlan(og, og, 0.05, dsm, str(tmp_path / "hr.npz"), "", OrthoParams(), str(tmp_path / "occ.npy"), og, "")
+    # The fields load_occluders reads (the rest of a plan does not matter here).
+    plan = cast(
+        OrthoPlan,
+        SimpleNamespace(grid=og, dsm=dsm, height_range=str(tmp_path / "hr.npz"), params=OrthoParams(), occluders=str(tmp_path / "occ.npy"), occluder_grid=og),
+    )
     origin = np.array([og.x_min + 41.3, og.y_max - 37.9, 100.0])
     win = Window(37, 51, 610, 580)
     x0, y1 = og.x_min + win.col_off * og.resolution, og.y_max - win.row_off * og.resolution
