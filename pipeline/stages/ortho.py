@@ -264,7 +264,7 @@ STAGE = StageSpec(
     run=run,
     config_fields=("ortho",),
     inputs=_inputs,
-    version=4,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
-    # 4: COG blocks compressed by the tile tasks
+    version=5,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
+    # 4: COG blocks compressed by the tile tasks; 5: coarse-to-fine seam solve
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
