@@ -671,9 +671,6 @@ class Workspace:
     def ortho_image_cache_path(self, name: str, level: str) -> Path:
         return self.ortho_dir / "images" / f"{self._ortho_key(name)}.{level}.npy"
 
-    def ortho_seam_data_path(self, name: str) -> Path:
-        return self.ortho_dir / "seam" / f"{self._ortho_key(name)}.npz"
-
     @property
     def ortho_heights_path(self) -> Path:
         return self.ortho_dir / "heights.npz"

@@ -266,14 +266,24 @@ class HeightRange:
             return fill, fill
         return float(lo.min()), float(hi.max())
 
+    def floor_grid(self, fill: float) -> F32:
+        """Lowest height within one coarse cell of each cell (``fill`` where none), cached per fill."""
+        cache: dict[float, F32] = self.__dict__.setdefault("_floor", {})
+        low = cache.get(fill)
+        if low is None:
+            zmin = np.where(np.isfinite(self.z_min), self.z_min, np.float32(fill)).astype(np.float32)
+            low = np.asarray(cv2.erode(zmin, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
+            low.flags.writeable = False
+            cache[fill] = low
+        return low
+
 
 def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float64], fill: float) -> F32:
     """The lowest DSM height within about one coarse cell of each (xs per column, ys per row) point.
 
     Taken from the flight-wide coarse grid, so it is the same whichever tile asks.
     """
-    zmin = np.where(np.isfinite(hr.z_min), hr.z_min, np.float32(fill)).astype(np.float32)
-    low = cv2.erode(zmin, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    low = hr.floor_grid(fill)
     col, row = hr.grid.world_to_cell(xs, ys)
     c = np.clip(np.rint(col).astype(np.int64), 0, hr.grid.width - 1)
     r = np.clip(np.rint(row).astype(np.int64), 0, hr.grid.height - 1)
@@ -287,7 +297,7 @@ def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float
 
 
 def _block_reduce(a: F32, size: int, op: np.ufunc) -> F32:
-    """``op`` (np.maximum / np.minimum) over size x size blocks of ``a`` (shape a multiple of size).
+    """``op`` (np.fmax / np.fmin: NaN only where the whole block is NaN) over size x size blocks of ``a`` (shape a multiple of size).
 
     Strided element-wise passes: numpy's reduction along a short last axis is several times slower.
     """
@@ -302,7 +312,18 @@ def _block_reduce(a: F32, size: int, op: np.ufunc) -> F32:
     return out
 
 
-def _block_sum(a: NDArray[np.float32], size: int) -> NDArray[np.float64]:
+def _nan_padded(z: F32, size: int) -> F32:
+    """``z`` grown with NaN to whole ``size`` x ``size`` blocks (``z`` itself when it has them)."""
+    h, w = z.shape
+    hh, ww = -(-h // size) * size, -(-w // size) * size
+    if (hh, ww) == (h, w):
+        return z
+    pad = np.full((hh, ww), np.nan, np.float32)
+    pad[:h, :w] = z
+    return pad
+
+
+def _block_sum(a: NDArray[np.float32] | NDArray[np.bool_], size: int) -> NDArray[np.float64]:
     """Sums over size x size blocks (shape a multiple of size), by strided passes."""
     cols = np.array(a[:, 0::size], dtype=np.float64)
     for k in range(1, size):
@@ -345,25 +366,19 @@ def import_dsm(
             h = min(step, g.height - r0)
             w = min(step, g.width - c0)
             z = read_band_window(path, Window(c0, r0, w, h))
+            if np.isinf(z).any():  # no height: only NaN marks a hole from here on
+                z[np.isinf(z)] = np.nan
             raw[r0 : r0 + h, c0 : c0 + w] = z
-            hh, ww = -(-h // b) * b, -(-w // b) * b
-            pad = np.full((hh, ww), np.nan, np.float32)
-            pad[:h, :w] = z
-            finite = np.isfinite(pad)
-            hi = _block_reduce(np.where(finite, pad, np.float32(-np.inf)), b, np.maximum)
-            lo = _block_reduce(np.where(finite, pad, np.float32(np.inf)), b, np.minimum)
-            hi[~np.isfinite(hi)] = np.nan
-            lo[~np.isfinite(lo)] = np.nan
+            # fmax/fmin skip NaN, and a block with no height stays NaN.
+            hi = _block_reduce(_nan_padded(z, b), b, np.fmax)
+            lo = _block_reduce(_nan_padded(z, b), b, np.fmin)
             zmax[r0 // b : r0 // b + hi.shape[0], c0 // b : c0 // b + hi.shape[1]] = hi
             zmin[r0 // b : r0 // b + lo.shape[0], c0 // b : c0 // b + lo.shape[1]] = lo
-            hh, ww = -(-h // f) * f, -(-w // f) * f
-            pad = np.zeros((hh, ww), np.float32)
-            ok = np.zeros((hh, ww), np.float32)
-            good = np.isfinite(z)
-            pad[:h, :w] = np.where(good, z, np.float32(0.0))
-            ok[:h, :w] = good
-            osum[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(pad, f)
-            ocount[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(ok, f)
+            zf = _nan_padded(z, f)
+            good = ~np.isnan(zf)
+            hh, ww = zf.shape
+            osum[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(np.where(good, zf, np.float32(0.0)), f)
+            ocount[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(good, f)
     raw.flush()
     del raw
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -391,15 +406,11 @@ def pool_dsm(dsm: DsmSource, pool: int, pooled_out: Path, read_rows: int = 2048)
     src = np.load(dsm.raw, mmap_mode="r")
     pooled = np.lib.format.open_memmap(pooled_out, mode="w+", dtype=np.float32, shape=(ph, pw))
     step = max(p, (read_rows // p) * p)
-    ww = pw * p
     for r0 in range(0, g.height, step):
         h = min(step, g.height - r0)
-        hh = -(-h // p) * p
-        pad = np.full((hh, ww), -np.inf, np.float32)
         z = np.asarray(src[r0 : r0 + h], dtype=np.float32)
-        pad[:h, : g.width] = np.where(np.isfinite(z), z, np.float32(-np.inf))
-        hi = _block_reduce(pad, p, np.maximum)
-        hi[~np.isfinite(hi)] = np.nan
+        # fmax skips NaN; a block with no height stays NaN.
+        hi = _block_reduce(_nan_padded(z, p), p, np.fmax)
         pooled[r0 // p : r0 // p + hi.shape[0]] = hi
     pooled.flush()
     del pooled

@@ -22,7 +22,7 @@ from models.reconstruction import Reconstruction
 from pipeline.ortho.dsm import DsmSource, HeightRange
 from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_shading, overlap_stats, shading_factor, solve_gains
 from pipeline.ortho.plan import ImageView, window_covering
-from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost
+from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost, solve_labels
 from pipeline.ortho.select import blur_penalties
 from pipeline.workspace import Workspace
 
@@ -87,17 +87,6 @@ def seam_grid_for(grid: GridSpec, gsd: float, cell_gsd: float, max_cells: int, m
     return GridSpec(grid.crs, grid.x_min, grid.y_max, k * grid.resolution, -(-grid.width // k), -(-grid.height // k))
 
 
-def load_seam_inputs(ws: Workspace, views: list[ImageView]) -> list[SeamInput]:
-    out = []
-    for v in views:
-        data = ws.load_ortho_arrays(Path(v.seam_data))
-        win = v.seam_window if v.seam_window is not None else Window(0, 0, 0, 0)
-        cost = data["cost"].astype(np.float32)
-        nxy = data["nxy"].astype(np.float32) if "nxy" in data else None
-        out.append(SeamInput(win, data["valid"].astype(bool), cost, data["rgb"].astype(np.uint8), nxy))
-    return out
-
-
 def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
     """Pairs of images whose seam windows overlap, with the shared part in each one's arrays."""
     out = []
@@ -141,14 +130,18 @@ def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, shad
         samples = []
         for i, j, sa, sb in pairs:
             a, b = inputs[i], inputs[j]
-            both = a.valid[sa] & b.valid[sb]
-            if a.nxy is None or b.nxy is None or int(both.sum()) < 16:
+            if a.nxy is None or b.nxy is None:
                 continue
-            step = max(1, int(both.sum()) // 400)
-            pa, pb = a.nxy[sa][both][::step], b.nxy[sb][both][::step]
+            rr, cc = np.nonzero(a.valid[sa] & b.valid[sb])
+            if rr.size < 16:
+                continue
+            # About 400 cells of the overlap: gather just those.
+            step = max(1, rr.size // 400)
+            rr, cc = rr[::step], cc[::step]
+            pa, pb = a.nxy[sa][rr, cc], b.nxy[sb][rr, cc]
             samples.append(
                 PairSamples(
-                    i, j, a.rgb[sa][both][::step].mean(axis=1).astype(np.float32), b.rgb[sb][both][::step].mean(axis=1).astype(np.float32),
+                    i, j, a.rgb[sa][rr, cc].mean(axis=1).astype(np.float32), b.rgb[sb][rr, cc].mean(axis=1).astype(np.float32),
                     (pa[:, 0], pa[:, 1]), (pb[:, 0], pb[:, 1]),
                 )
             )
@@ -191,11 +184,10 @@ def solve_seams(
         cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
         prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.nxy))
     geo = seam_geometry_cost(z, seam_grid.resolution, weights)
-    solver = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights)
-    e0 = solver.energy()
-    labels = solver.solve(sweeps)
+    e0 = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights).energy()  # the best-view start
+    solver = solve_labels(seam_grid.shape, prepared, geo, seam_grid.resolution, weights, sweeps)
     logger.info("seam solve: energy %.1f -> %.1f on %d x %d cells", e0, solver.energy(), seam_grid.width, seam_grid.height)
-    return labels
+    return solver.labels
 
 
 def image_views(

@@ -62,8 +62,7 @@ class ImageView:
     low_size: tuple[int, int] = (0, 0)
     zbuf_cache: str = ""  # the image's z-buffer of the DSM at the working scale (.npy, pipeline.ortho.visibility.ZBuffer)
     zbuf_cell: float = 0.0  # its cell (working-image pixels)
-    seam_data: str = ""  # samples on the seam grid (.npz)
-    seam_window: Window | None = None
+    seam_window: Window | None = None  # where its seam samples sit in the seam grid
     sharpness: float = 0.0
     blur_penalty: float = 0.0
     gain: tuple[float, float, float] = (1.0, 1.0, 1.0)

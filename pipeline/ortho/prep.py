@@ -11,7 +11,10 @@ it sees (in frame, not occluded by the DSM), its view cost there and its colour.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,49 +24,125 @@ from numpy.typing import NDArray
 
 from drone_io.image_pixels import exact_reduction, read_image_rgb
 from models.errors import InputError
-from models.raster import GridSpec
+from models.raster import GridSpec, Window
 from pipeline.ortho.dsm import HeightRange, floor_heights
 from pipeline.ortho.exposure import normalized_xy
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
+from pipeline.ortho.seams import SeamInput
 from pipeline.ortho.select import sharpness, view_cost
-from pipeline.ortho.visibility import Occluders, build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
+from pipeline.ortho.visibility import Occluders, build_zbuffer, occluder_bounds, occluders_from_cells, visible, zbuffer_cell
 from pipeline.workspace import Workspace
 
 U8 = NDArray[np.uint8]
 F32 = NDArray[np.float32]
 
 
-def load_height_range(ws: Workspace, plan: OrthoPlan) -> HeightRange:
-    data = ws.load_ortho_arrays(Path(plan.height_range))
-    g = data["grid"]
-    grid = GridSpec(plan.grid.crs, float(g[0]), float(g[1]), float(g[2]), int(g[3]), int(g[4]))
-    return HeightRange(grid, data["z_min"], data["z_max"])
+def _file_key(path: str) -> tuple[str, int, int, int]:
+    """A file's identity for the per-worker caches: a rewritten file (a new run) is another key."""
+    st = os.stat(path)
+    return (path, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _height_range(key: tuple[str, int, int, int], crs: str) -> HeightRange:
+    with np.load(key[0]) as data:
+        g = data["grid"]
+        grid = GridSpec(crs, float(g[0]), float(g[1]), float(g[2]), int(g[3]), int(g[4]))
+        return HeightRange(grid, data["z_min"], data["z_max"])
+
+
+def load_height_range(plan: OrthoPlan) -> HeightRange:
+    """The flight's coarse DSM height range, read once per worker process (every image reads it)."""
+    return _height_range(_file_key(plan.height_range), plan.grid.crs)
+
+
+# Occluder cells are found per block of this many occluder-grid cells a side, kept per worker.
+_OCC_BLOCK = 512
+
+
+@dataclass(frozen=True, eq=False)
+class _OccluderCells:
+    """The cells of one block that stand above their ground: grid row and column, height, jump."""
+
+    rows: NDArray[np.int32]
+    cols: NDArray[np.int32]
+    z: F32
+    jump: F32  # height above the lowest of the 3 x 3 neighbours
+
+
+@functools.lru_cache(maxsize=64)
+def _occluder_block(
+    pooled_key: tuple[str, int, int, int], hr_key: tuple[str, int, int, int], og: GridSpec, br: int, bc: int, tol: float, fill: float
+) -> _OccluderCells:
+    """Occluder cells of block (br, bc) of the occluder grid, from the pooled DSM and the flight's floor.
+
+    Every image reads the blocks under its footprint; neighbouring images share most of
+    them, so each block is found once per worker instead of once per image. Memory stays
+    bounded by the cache size, whatever the flight's size.
+    """
+    # Mapped for this block alone: a mapping kept open would hold every page read so far.
+    pooled = np.load(pooled_key[0], mmap_mode="r")
+    hr = _height_range(hr_key, og.crs)
+    H, W = pooled.shape
+    r0, c0 = br * _OCC_BLOCK, bc * _OCC_BLOCK
+    r1, c1 = min(H, r0 + _OCC_BLOCK), min(W, c0 + _OCC_BLOCK)
+    # One cell of margin (where the grid has it) so the 3 x 3 foot is whole at the block's edge.
+    er0, ec0, er1, ec1 = max(0, r0 - 1), max(0, c0 - 1), min(H, r1 + 1), min(W, c1 + 1)
+    win = Window(ec0, er0, ec1 - ec0, er1 - er0)
+    z = np.array(pooled[win.slices], dtype=np.float32)
+    del pooled
+    xs, ys = og.cell_centers(win)
+    floor = floor_heights(hr, xs, ys, fill)
+    missing = np.isnan(z)
+    if missing.any():
+        z[missing] = floor[missing]  # no data: no occluder
+    keep = z > floor + np.float32(tol)
+    keep[: r0 - er0] = False
+    keep[keep.shape[0] - (er1 - r1) :] = False
+    keep[:, : c0 - ec0] = False
+    keep[:, keep.shape[1] - (ec1 - c1) :] = False
+    rows, cols = np.nonzero(keep)
+    zk = z[rows, cols]
+    foot = cv2.erode(z, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    cells = _OccluderCells((rows + er0).astype(np.int32), (cols + ec0).astype(np.int32), zk, zk - foot[rows, cols])
+    for a in (cells.rows, cells.cols, cells.z, cells.jump):
+        a.flags.writeable = False
+    return cells
 
 
 def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float, float, float], origin: NDArray[np.float64]) -> Occluders:
-    """Occluders (local frame) from the flight's max-pooled DSM over ``bounds``."""
+    """Occluders (local frame) from the flight's max-pooled DSM over ``bounds``.
+
+    The same samples as :func:`occluders_from_grid` on the window (the window's border cells
+    left out, their neighbourhood being cut), gathered from per-worker blocks of occluder cells.
+    """
     og = plan.occluder_grid
     r = og.resolution
     owin = window_covering(og, (bounds[0] - r, bounds[1] - r, bounds[2] + r, bounds[3] + r))
-    if owin.width == 0 or owin.height == 0:
+    if owin.width <= 2 or owin.height <= 2:
         e = np.zeros(0, np.float32)
         return Occluders(e, e, e, r)
-    pooled = np.load(plan.occluders, mmap_mode="r")
+    # The window's inner cells.
+    ir0, ic0 = owin.row_off + 1, owin.col_off + 1
+    ir1, ic1 = owin.row_off + owin.height - 1, owin.col_off + owin.width - 1
+    keys = (_file_key(plan.occluders), _file_key(plan.height_range))
+    fill = float(origin[2])
+    tol = plan.params.occlusion_tolerance_m
+    parts = []
+    for br in range(ir0 // _OCC_BLOCK, (ir1 - 1) // _OCC_BLOCK + 1):
+        for bc in range(ic0 // _OCC_BLOCK, (ic1 - 1) // _OCC_BLOCK + 1):
+            cells = _occluder_block(*keys, og, br, bc, tol, fill)
+            sel = (cells.rows >= ir0) & (cells.rows < ir1) & (cells.cols >= ic0) & (cells.cols < ic1)
+            parts.append((cells.rows[sel], cells.cols[sel], cells.z[sel], cells.jump[sel]))
+    rows = np.concatenate([p[0] for p in parts])
+    cols = np.concatenate([p[1] for p in parts])
     oxs, oys = og.cell_centers(owin)
-    ground = np.float32(origin[2])
-    # Heights relative to the local origin, computed in place.
-    oz = np.array(pooled[owin.slices], dtype=np.float32)
-    oz -= ground
-    floor = floor_heights(hr, oxs, oys, float(origin[2]))
-    floor -= ground
-    missing = np.isnan(oz)
-    if missing.any():
-        oz[missing] = floor[missing]  # no data: no occluder
-    return occluders_from_grid(
-        (oxs - origin[0]).astype(np.float32), (oys - origin[1]).astype(np.float32), oz,
-        r, plan.params.occlusion_tolerance_m, floor, trim=1,
-    )
+    x = (oxs - origin[0]).astype(np.float32)[cols - owin.col_off]
+    y = (oys - origin[1]).astype(np.float32)[rows - owin.row_off]
+    z = np.concatenate([p[2] for p in parts]) - np.float32(origin[2])
+    jump = np.concatenate([p[3] for p in parts])
+    return occluders_from_cells(x, y, z, jump, r, tol)
 
 
 def working_scale(view: ImageView, plan: OrthoPlan, ground_z: float) -> float:
@@ -96,8 +175,12 @@ def sample_image(img: NDArray[Any], u: F32, v: F32, interpolation: int = cv2.INT
     return np.asarray(out.reshape(rows * cols, -1)[:n], dtype=np.float32)
 
 
-def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
-    """Dask task: cache the image's pixels and sample it on the seam grid; returns the filled view."""
+def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> tuple[ImageView, SeamInput]:
+    """Dask task: cache the image's pixels and sample it on the seam grid.
+
+    Returns the filled view and the image's seam samples (small: one value per seam cell of
+    its footprint), which go straight to the client instead of through a file.
+    """
     cam = view.camera
     ground = plan.dsm.fill_height
     scale = working_scale(view, plan, ground)
@@ -124,7 +207,6 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     # -- samples on the seam grid -------------------------------------------------------
     sg = plan.seam_grid
     win = window_covering(sg, view.footprint)
-    seam_path = ws.ortho_seam_data_path(view.name)
     filled = dataclasses.replace(
         view,
         work_cache=str(work_path),
@@ -132,20 +214,16 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
         low_cache=str(low_path),
         low_size=(low_w, low_h),
         sharpness=sharp,
-        seam_data=str(seam_path),
         seam_window=win,
     )
     if win.width == 0 or win.height == 0:
-        ws.save_ortho_arrays(
-            seam_path, valid=np.zeros((0, 0), bool), cost=np.zeros((0, 0), np.float32), rgb=np.zeros((0, 0, 3), np.uint8),
-            nxy=np.zeros((0, 0, 2), np.float32),
-        )
-        return filled
+        empty = SeamInput(win, np.zeros((0, 0), bool), np.zeros((0, 0), np.float32), np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 2), np.float32))
+        return filled, empty
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
     seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
     # The same reduction as the blending copy when the sizes agree (they do at the default factors).
     seam_img = low if (seam_w, seam_h) == (low_w, low_h) else _resize(work, seam_w, seam_h)
-    hr = load_height_range(ws, plan)
+    hr = load_height_range(plan)
     region = window_bounds(sg, win)
     z_lo, z_hi = hr.range_in(region, ground)
     x_mid, y_mid = 0.5 * (region[0] + region[2]), 0.5 * (region[1] + region[3])
@@ -179,7 +257,4 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> ImageView:
     if valid.any():
         cols = sample_image(seam_img, u[valid], v[valid])
         rgb[valid] = np.clip(np.rint(cols), 0, 255).astype(np.uint8)
-    ws.save_ortho_arrays(
-        seam_path, valid=valid, cost=np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb=rgb, nxy=nxy
-    )
-    return filled
+    return filled, SeamInput(win, valid, np.where(valid, cost, np.float32(np.inf)).astype(np.float32), rgb, nxy)

@@ -18,7 +18,10 @@ Each seam-grid cell takes the image it is drawn from. The labelling minimises
 
 Data costs are per square metre and seam costs per metre, so the balance does
 not depend on the seam grid's cell size. The solve runs once for the flight,
-so seams are consistent across tiles by construction.
+so seams are consistent across tiles by construction. It runs coarse to fine
+(:func:`solve_labels`): the long seam moves on a grid coarsened by 2, then
+short moves at full resolution, for about half the max-flow work of a
+full-resolution solve and no higher energy on the bench flight.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class SeamWeights:
     height_ref_m: float = 1.0  # height above ground at which the height cost is full
     slope: float = 4.0  # cost per unit of DSM slope (rise over run), capped at slope 2
     reach_m: float = 25.0  # how far an expansion move may push a seam beyond its current place
+    coarse_cell_m: float = 2.5  # the solve starts on the grid coarsened by 2 (repeatedly) while its cells stay this small
+    refine_reach_cells: int = 10  # how far a finer level may move the seams of the coarser one (cells)
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,17 +93,51 @@ def seam_geometry_cost(z: F32, cell_m: float, weights: SeamWeights, ground_radiu
     return np.asarray(np.float32(weights.height) * above + np.float32(weights.slope) * slope, dtype=np.float32)
 
 
+def _intersection(a: Window, b: Window) -> Window | None:
+    c0, r0 = max(a.col_off, b.col_off), max(a.row_off, b.row_off)
+    c1 = min(a.col_off + a.width, b.col_off + b.width)
+    r1 = min(a.row_off + a.height, b.row_off + b.height)
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
 class SeamSolver:
     """Alpha-expansion over the seam grid for ``len(inputs)`` images."""
 
-    def __init__(self, shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32, cell_m: float, weights: SeamWeights) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        inputs: list[SeamInput],
+        geometry_cost: F32,
+        cell_m: float,
+        weights: SeamWeights,
+        start: I32 | None = None,
+        reach_cells: int | None = None,
+    ) -> None:
+        """Best-view labelling, or ``start`` where its image sees the cell (best view elsewhere).
+
+        ``reach_cells`` overrides how far an expansion may push a seam (``weights.reach_m``).
+        """
         self.shape = shape
         self.inputs = inputs
         self.geo = np.asarray(geometry_cost, dtype=np.float32)
+        # DSM part of the seam cost per edge (mean of its two cells), right and down neighbours.
+        self.geo_h = np.float32(0.5) * (self.geo[:, 1:] + self.geo[:, :-1])
+        self.geo_v = np.float32(0.5) * (self.geo[1:, :] + self.geo[:-1, :])
         self.cell_m = float(cell_m)
         self.w = weights
         # How far (cells) an expansion may reach beyond the image's current territory.
-        self.reach_cells = max(1, int(round(weights.reach_m / self.cell_m)))
+        self.reach_cells = reach_cells if reach_cells is not None else max(1, int(round(weights.reach_m / self.cell_m)))
+        # Every image's samples end to end (flat), with where each one's window starts and sits.
+        sizes = [inp.window.width * inp.window.height for inp in inputs]
+        self._start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if inputs else np.zeros(0, np.int64)
+        self._row_off = np.array([inp.window.row_off for inp in inputs], np.int64)
+        self._col_off = np.array([inp.window.col_off for inp in inputs], np.int64)
+        self._width = np.array([inp.window.width for inp in inputs], np.int64)
+        self._height = np.array([inp.window.height for inp in inputs], np.int64)
+        self._all_valid = np.concatenate([inp.valid.ravel() for inp in inputs] + [np.zeros(1, bool)])
+        self._all_rgb = np.concatenate([inp.rgb.reshape(-1, 3) for inp in inputs] + [np.zeros((1, 3), np.uint8)])
         h, w = shape
         self.labels = np.full((h, w), NO_LABEL, np.int32)
         self.cost = np.full((h, w), np.inf, np.float32)
@@ -111,32 +150,43 @@ class SeamSolver:
             self.labels[sl][better] = k
             self.cost[sl][better] = inp.cost[better]
             self.cur_rgb[sl][better] = inp.rgb[better]
+        if start is not None:
+            for k, inp in enumerate(inputs):
+                sl = inp.window.slices
+                take = inp.valid & (start[sl] == k)
+                self.labels[sl][take] = k
+                self.cost[sl][take] = inp.cost[take]
+                self.cur_rgb[sl][take] = inp.rgb[take]
 
     # -- colour lookups --------------------------------------------------------------
-    def _colour_at(self, label: I32, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> tuple[F32, BoolArray]:
-        """Colour (n, 3) of image ``label[i]`` at cell (rows[i], cols[i]), and whether it exists."""
-        out = np.zeros((label.shape[0], 3), np.float32)
-        ok = np.zeros(label.shape[0], bool)
-        for k in np.unique(label):
-            if k < 0:
-                continue
-            sel = np.nonzero(label == k)[0]
-            inp = self.inputs[int(k)]
-            r = rows[sel] - inp.window.row_off
-            c = cols[sel] - inp.window.col_off
-            inside = (r >= 0) & (r < inp.window.height) & (c >= 0) & (c < inp.window.width)
-            idx = sel[inside]
-            rr, cc = r[inside], c[inside]
-            good = inp.valid[rr, cc]
-            out[idx[good]] = inp.rgb[rr[good], cc[good]]
-            ok[idx[good]] = True
-        return out, ok
+    def _colour_at(self, label: I32, rows: NDArray[np.integer], cols: NDArray[np.integer]) -> tuple[F32, BoolArray]:
+        """Colour (n, 3) of image ``label[i]`` at cell (rows[i], cols[i]), and whether it exists.
+
+        One gather from every image's samples laid end to end, whatever the mix of labels.
+        """
+        k = np.maximum(label, 0)
+        r = rows - self._row_off[k]
+        c = cols - self._col_off[k]
+        width = self._width[k]
+        inside = (label >= 0) & (r >= 0) & (r < self._height[k]) & (c >= 0) & (c < width)
+        idx = np.where(inside, self._start[k] + r * width + c, 0)
+        ok = inside & self._all_valid[idx]
+        return self._all_rgb[idx].astype(np.float32), ok
 
     def _colour_diff(self, ca: F32, oka: BoolArray, cb: F32, okb: BoolArray) -> F32:
+        """Mean absolute difference of colours (..., 3) in ``colour_sigma`` units, capped; the cap
+        where either colour is missing.
+
+        Channel by channel: numpy's reductions along a 3-long last axis are several times slower.
+        """
         cap = np.float32(self.w.colour_cap)
-        d = np.abs(ca - cb).mean(axis=1) / np.float32(self.w.colour_sigma)
-        d = np.minimum(d, cap)
-        return np.where(oka & okb, d, cap).astype(np.float32)
+        d = np.abs(ca[..., 0] - cb[..., 0])
+        d += np.abs(ca[..., 1] - cb[..., 1])
+        d += np.abs(ca[..., 2] - cb[..., 2])
+        d *= np.float32(1.0 / (3.0 * self.w.colour_sigma))
+        np.minimum(d, cap, out=d)
+        d[~(oka & okb)] = cap
+        return np.asarray(d, dtype=np.float32)
 
     def _pair_cost(
         self, la: I32, lb: I32, p: tuple[NDArray[np.int64], NDArray[np.int64]], q: tuple[NDArray[np.int64], NDArray[np.int64]], geo_pq: F32
@@ -174,11 +224,16 @@ class SeamSolver:
 
     # -- one expansion move -------------------------------------------------------
     def expand(self, alpha: int) -> int:
-        """Let image ``alpha`` take any cells it sees where that lowers the energy; returns cells changed."""
+        """Let image ``alpha`` take any cells it sees where that lowers the energy; returns cells changed.
+
+        The move's graph is built on dense arrays over the bounding box of the free cells (grown
+        by one cell for the edges to fixed neighbours): away from current seams every seam cost of
+        the move is a sum of per-cell colour differences, so only the edges that cross a seam need
+        colour lookups in other images.
+        """
         inp = self.inputs[alpha]
         H, W = self.shape
         win = inp.window
-        region = np.zeros(self.shape, bool)
         # Free cells: those alpha sees and does not hold yet (its own cells cannot change in an
         # expansion move, so they enter only as fixed neighbours) ...
         mine = self.labels[win.slices] == alpha
@@ -189,74 +244,97 @@ class SeamSolver:
             k = 2 * self.reach_cells + 1
             near = cv2.dilate(mine.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))) > 0
             free &= near
-        region[win.slices] = free
-        if not region[win.slices].any():
+        rows_any = np.flatnonzero(free.any(axis=1))
+        if rows_any.size == 0:
             return 0
-        # Work on the window grown by one cell, so that edges to fixed neighbours are seen.
-        ext = win.expanded(1, W, H)
-        sub_region = region[ext.slices]
-        rr, cc = np.nonzero(sub_region)
-        rows = rr.astype(np.int64) + ext.row_off
-        cols = cc.astype(np.int64) + ext.col_off
-        n = rows.shape[0]
-        node = np.full(self.shape, -1, np.int64)
-        node[rows, cols] = np.arange(n)
-        lab = self.labels
-        alpha_cost = np.full(n, np.inf, np.float32)
-        alpha_cost[:] = inp.cost[rows - win.row_off, cols - win.col_off]
-        cur_cost = self.cost[rows, cols]
-        cur_cost = np.where(np.isfinite(cur_cost), cur_cost, np.float32(1e6))
-        delta = (alpha_cost - cur_cost).astype(np.float64)  # U(1) - U(0)
-
-        src_e: list[NDArray[np.int64]] = []
-        dst_e: list[NDArray[np.int64]] = []
+        cols_any = np.flatnonzero(free.any(axis=0))
+        r0, r1 = int(rows_any[0]), int(rows_any[-1]) + 1
+        c0, c1 = int(cols_any[0]), int(cols_any[-1]) + 1
+        box = Window(win.col_off + c0, win.row_off + r0, c1 - c0, r1 - r0).expanded(1, W, H)
+        h, w = box.height, box.width
+        # The free cells, alpha's samples and the current state over the box.
+        region = np.zeros((h, w), bool)
+        inner = Window(win.col_off + c0, win.row_off + r0, c1 - c0, r1 - r0).relative_to(box)
+        region[inner.slices] = free[r0:r1, c0:c1]
+        a_ok = np.zeros((h, w), bool)
+        a_rgb = np.zeros((h, w, 3), np.float32)
+        a_cost = np.zeros((h, w), np.float32)
+        ov = _intersection(box, win)
+        if ov is not None:
+            ob, ow = ov.relative_to(box).slices, ov.relative_to(win).slices
+            a_ok[ob] = inp.valid[ow]
+            a_rgb[ob] = inp.rgb[ow]
+            a_cost[ob] = inp.cost[ow]
+        lab = self.labels[box.slices]
+        ok = lab >= 0
+        cur = self.cur_rgb[box.slices]
+        # Colour difference of the current image and alpha at each cell: away from seams it is
+        # the whole colour term of the moves that put alpha next to a current label.
+        dca = self._colour_diff(cur, ok, a_rgb, a_ok)
+        s_over_c = np.float32(self.w.seam / self.cell_m)
+        cw = np.float32(self.w.seam * self.w.colour / self.cell_m * 0.5)
+        cur_cost = self.cost[box.slices]
+        delta = np.where(region, a_cost - np.where(np.isfinite(cur_cost), cur_cost, np.float32(1e6)), np.float32(0.0)).astype(np.float64)
+        node = np.full((h, w), -1, np.int32)
+        n = int(region.sum())
+        node[region] = np.arange(n, dtype=np.int32)
+        src_e: list[NDArray[np.int32]] = []
+        dst_e: list[NDArray[np.int32]] = []
         cap_e: list[NDArray[np.float64]] = []
-        for dr, dc in ((0, 1), (1, 0)):
-            # Every edge (p, q=p+(dr,dc)) with at least one end in the region.
-            r0, r1 = ext.row_off, ext.row_off + ext.height - dr
-            c0, c1 = ext.col_off, ext.col_off + ext.width - dc
-            pr, pc = np.mgrid[r0:r1, c0:c1]
-            pr = pr.ravel().astype(np.int64)
-            pc = pc.ravel().astype(np.int64)
-            qr, qc = pr + dr, pc + dc
-            in_p = region[pr, pc]
-            in_q = region[qr, qc]
-            any_in = in_p | in_q
-            pr, pc, qr, qc, in_p, in_q = pr[any_in], pc[any_in], qr[any_in], qc[any_in], in_p[any_in], in_q[any_in]
-            lp = lab[pr, pc]
-            lq = lab[qr, qc]
-            geo = 0.5 * (self.geo[pr, pc] + self.geo[qr, qc])
-            A, B, C = self._move_costs(alpha, lp, lq, (pr, pc), (qr, qc), geo)
+        for (dr, dc), geo_edge in (((0, 1), self.geo_h), ((1, 0), self.geo_v)):
+            P = (slice(0, h - dr), slice(0, w - dc))
+            Q = (slice(dr, h), slice(dc, w))
+            in_p, in_q = region[P], region[Q]
+            lp, lq = lab[P], lab[Q]
+            okp, okq = ok[P], ok[Q]
+            base = s_over_c * (np.float32(self.w.base) + geo_edge[box.row_off : box.row_off + h - dr, box.col_off : box.col_off + w - dc])
+            # V(lp, alpha) = B and V(alpha, lq) = C; V(lp, lq) = A is zero off the seams.
+            B = base + cw * (dca[P] + dca[Q])
+            C = B.copy()
+            A = np.zeros_like(B)
+            across = (lp != lq) & okp & okq & (in_p | in_q)
+            if across.any():
+                ar, ac = np.nonzero(across)
+                pr, pc = ar + box.row_off, ac + box.col_off
+                qr, qc = pr + dr, pc + dc
+                # I_lp(q) and I_lq(p): each side's image across the seam.
+                x, okx = self._colour_at(lp[ar, ac], qr, qc)
+                y, oky = self._colour_at(lq[ar, ac], pr, pc)
+                cp, cq = cur[ar, ac], cur[ar + dr, ac + dc]
+                ap, aq = a_rgb[ar, ac], a_rgb[ar + dr, ac + dc]
+                okap, okaq = a_ok[ar, ac], a_ok[ar + dr, ac + dc]
+                ones = np.ones(ar.shape[0], bool)
+                d = self._colour_diff
+                b = base[ar, ac]
+                A[ar, ac] = b + cw * (d(cp, ones, y, oky) + d(x, okx, cq, ones))
+                B[ar, ac] = b + cw * (d(cp, ones, ap, okap) + d(x, okx, aq, okaq))
+                C[ar, ac] = b + cw * (d(ap, okap, y, oky) + d(aq, okaq, cq, ones))
+            B[(lp == alpha) | ~okp] = 0.0
+            C[(lq == alpha) | ~okq] = 0.0
+            # p free, q fixed or free: U_p(1) - U_p(0) += V(alpha, lq) - V(lp, lq).
+            delta[P] += np.where(in_p, C - A, np.float32(0.0))
+            # q free, p fixed: U_q(1) - U_q(0) += V(lp, alpha) - V(lp, lq); both free:
+            # E = A + (C - A) x_p - C x_q + (B + C - A) (1 - x_p) x_q.
+            delta[Q] += np.where(in_q, np.where(in_p, -C, B - A), np.float32(0.0))
             both = in_p & in_q
-            only_p = in_p & ~in_q
-            only_q = in_q & ~in_p
-            # p free, q fixed at its label: U_p(1) - U_p(0) += V(alpha, lq) - V(lp, lq).
-            # (np.bincount sums repeated indices like np.add.at, many times faster.)
-            delta += np.bincount(node[pr[only_p], pc[only_p]], C[only_p] - A[only_p], minlength=n)
-            # q free, p fixed: U_q(1) - U_q(0) += V(lp, alpha) - V(lp, lq).
-            delta += np.bincount(node[qr[only_q], qc[only_q]], B[only_q] - A[only_q], minlength=n)
-            # Both free: E = A + (C - A) x_p + (0 - C) x_q + (B + C - A) (1 - x_p) x_q.
-            ip = node[pr[both], pc[both]]
-            iq = node[qr[both], qc[both]]
-            delta += np.bincount(ip, C[both] - A[both], minlength=n)
-            delta -= np.bincount(iq, C[both], minlength=n)
-            pair = np.maximum(B[both] + C[both] - A[both], 0.0)
-            keep = pair > 0
-            src_e.append(ip[keep])
-            dst_e.append(iq[keep])
-            cap_e.append(pair[keep])
+            pair = np.maximum(B + C - A, np.float32(0.0))
+            keep = both & (pair > 0)
+            src_e.append(node[P][keep])
+            dst_e.append(node[Q][keep])
+            cap_e.append(pair[keep].astype(np.float64))
 
+        d_free = delta[region]
         s, t = n, n + 1
-        pos = delta > 0
-        nodes = np.arange(n, dtype=np.int64)
+        pos = d_free > 0
+        nodes = np.arange(n, dtype=np.int32)
         # x = 1 (take alpha) is the sink side: cutting s->p costs U(1)-U(0) > 0; p->t costs U(0)-U(1).
-        rows_g = np.concatenate([np.full(int(pos.sum()), s, np.int64), nodes[~pos], *src_e])
-        cols_g = np.concatenate([nodes[pos], np.full(int((~pos).sum()), t, np.int64), *dst_e])
-        caps = np.concatenate([delta[pos], -delta[~pos], *cap_e])
-        icaps = np.minimum(np.round(caps * _QUANT), 2**30).astype(np.int64)
+        rows_g = np.concatenate([np.full(int(pos.sum()), s, np.int32), nodes[~pos], *src_e])
+        cols_g = np.concatenate([nodes[pos], np.full(int((~pos).sum()), t, np.int32), *dst_e])
+        caps = np.concatenate([d_free[pos], -d_free[~pos], *cap_e])
+        # Every (row, col) pair is distinct, so the int32 capacities never add up.
+        icaps = np.minimum(np.round(caps * _QUANT), 2**30).astype(np.int32)
         nz = icaps > 0
         graph = csr_matrix((icaps[nz], (rows_g[nz], cols_g[nz])), shape=(n + 2, n + 2))
-        graph.sum_duplicates()
         flow = maximum_flow(graph, s, t, method="dinic").flow
         residual = (graph - flow).tocsr()
         residual.data = np.where(residual.data > 0, residual.data, 0)
@@ -264,63 +342,15 @@ class SeamSolver:
         reach = breadth_first_order(residual, s, directed=True, return_predecessors=False)
         source_side = np.zeros(n + 2, bool)
         source_side[reach] = True
-        take = ~source_side[:n]
-        changed = take & (lab[rows, cols] != alpha)
-        if changed.any():
-            cr, cc2 = rows[changed], cols[changed]
-            self.labels[cr, cc2] = alpha
-            self.cost[cr, cc2] = alpha_cost[changed]
-            self.cur_rgb[cr, cc2] = inp.rgb[cr - win.row_off, cc2 - win.col_off]
-        return int(changed.sum())
-
-    def _alpha_colour(self, alpha: int, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> tuple[F32, BoolArray]:
-        inp = self.inputs[alpha]
-        r = rows - inp.window.row_off
-        c = cols - inp.window.col_off
-        inside = (r >= 0) & (r < inp.window.height) & (c >= 0) & (c < inp.window.width)
-        out = np.zeros((rows.shape[0], 3), np.float32)
-        ok = np.zeros(rows.shape[0], bool)
-        ri, ci = r[inside], c[inside]
-        good = inp.valid[ri, ci]
-        idx = np.flatnonzero(inside)[good]
-        out[idx] = inp.rgb[ri[good], ci[good]]
-        ok[idx] = True
-        return out, ok
-
-    def _move_costs(
-        self,
-        alpha: int,
-        lp: I32,
-        lq: I32,
-        p: tuple[NDArray[np.int64], NDArray[np.int64]],
-        q: tuple[NDArray[np.int64], NDArray[np.int64]],
-        geo: F32,
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """Seam costs V(lp, lq), V(lp, alpha), V(alpha, lq) on edges p-q (per edge)."""
-        cp, cq = self.cur_rgb[p], self.cur_rgb[q]
-        okp, okq = lp >= 0, lq >= 0
-        # I_lp(q) and I_lq(p): the current colours where the labels agree, looked up across seams.
-        x, okx = cq.copy(), okq & okp
-        y, oky = cp.copy(), okp & okq
-        across = (lp != lq) & okp & okq
-        if across.any():
-            sel = np.flatnonzero(across)
-            xs, okxs = self._colour_at(lp[sel], q[0][sel], q[1][sel])
-            ys, okys = self._colour_at(lq[sel], p[0][sel], p[1][sel])
-            x[sel], okx[sel] = xs, okxs
-            y[sel], oky[sel] = ys, okys
-        ap, okap = self._alpha_colour(alpha, *p)
-        aq, okaq = self._alpha_colour(alpha, *q)
-        d = self._colour_diff
-        base = np.float32(self.w.seam / self.cell_m) * (np.float32(self.w.base) + geo)
-        cw = np.float32(self.w.seam * self.w.colour / self.cell_m * 0.5)
-        A = base + cw * (d(cp, okp, y, oky) + d(x, okx, cq, okq))
-        B = base + cw * (d(cp, okp, ap, okap) + d(x, okx, aq, okaq))
-        C = base + cw * (d(ap, okap, y, oky) + d(aq, okaq, cq, okq))
-        A[(lp == lq) | ~okp | ~okq] = 0.0
-        B[(lp == alpha) | ~okp] = 0.0
-        C[(lq == alpha) | ~okq] = 0.0
-        return A.astype(np.float64), B.astype(np.float64), C.astype(np.float64)
+        take = np.zeros((h, w), bool)
+        take[region] = ~source_side[:n]
+        if not take.any():
+            return 0
+        rr, cc = np.nonzero(take)
+        self.labels[rr + box.row_off, cc + box.col_off] = alpha
+        self.cost[rr + box.row_off, cc + box.col_off] = a_cost[rr, cc]
+        self.cur_rgb[rr + box.row_off, cc + box.col_off] = a_rgb[rr, cc]
+        return int(rr.size)
 
     def solve(self, sweeps: int = 2) -> I32:
         """Run expansion sweeps over every image until nothing changes or ``sweeps`` are done."""
@@ -328,7 +358,79 @@ class SeamSolver:
             changed = 0
             for alpha in range(len(self.inputs)):
                 changed += self.expand(alpha)
-            logger.info("seam sweep %d: %d cells changed", sweep + 1, changed)
+            logger.info("seam sweep %d on %d x %d cells: %d cells changed", sweep + 1, self.shape[1], self.shape[0], changed)
             if changed == 0:
                 break
         return self.labels
+
+
+def _block_sum(a: NDArray[np.generic], f: int) -> NDArray[np.float64]:
+    """Sums over f x f blocks of the first two axes (their sizes multiples of f)."""
+    h, w = a.shape[0] // f, a.shape[1] // f
+    return np.asarray(a.reshape((h, f, w, f) + a.shape[2:]).sum(axis=(1, 3), dtype=np.float64))
+
+
+def coarsen(shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32, f: int = 2) -> tuple[tuple[int, int], list[SeamInput], F32]:
+    """The seam problem on cells of f x f cells.
+
+    An image sees a coarse cell only if it sees every one of its cells (so a coarse label
+    is valid for all the fine cells under it); its cost and colour there are the means, and
+    so is the DSM cost (a block's highest value would push coarse seams off half-wall cells
+    that the fine level then has to pull back).
+    """
+    H, W = shape
+    ch, cw = -(-H // f), -(-W // f)
+    out = []
+    for inp in inputs:
+        win = inp.window
+        c0, r0 = win.col_off // f, win.row_off // f
+        c1, r1 = -(-(win.col_off + win.width) // f), -(-(win.row_off + win.height) // f)
+        fh, fw = (r1 - r0) * f, (c1 - c0) * f
+        oy, ox = win.row_off - r0 * f, win.col_off - c0 * f
+        valid = np.zeros((fh, fw), bool)
+        cost = np.zeros((fh, fw), np.float32)
+        rgb = np.zeros((fh, fw, 3), np.uint8)
+        sub = (slice(oy, oy + win.height), slice(ox, ox + win.width))
+        valid[sub] = inp.valid
+        cost[sub] = np.where(inp.valid, inp.cost, np.float32(0.0))
+        rgb[sub] = inp.rgb
+        # Cells past the grid's edge do not exist: they neither count nor spoil a block.
+        in_grid = np.zeros((fh, fw), bool)
+        in_grid[: max(0, min(fh, H - r0 * f)), : max(0, min(fw, W - c0 * f))] = True
+        n_in, n_ok = _block_sum(in_grid, f), _block_sum(valid, f)
+        ok = (n_ok == n_in) & (n_in > 0)
+        div = np.maximum(n_ok, 1.0)
+        c_cost = np.where(ok, _block_sum(cost, f) / div, np.inf).astype(np.float32)
+        c_rgb = np.where(ok[..., None], np.rint(_block_sum(rgb, f) / div[..., None]), 0.0).astype(np.uint8)
+        out.append(SeamInput(Window(c0, r0, c1 - c0, r1 - r0), ok, c_cost, c_rgb))
+    geo = np.zeros((ch * f, cw * f), np.float32)
+    geo[:H, :W] = geometry_cost
+    n_geo = np.zeros((ch * f, cw * f), np.float32)
+    n_geo[:H, :W] = 1.0
+    c_geo = (_block_sum(geo, f) / _block_sum(n_geo, f)).astype(np.float32)
+    return (ch, cw), out, c_geo
+
+
+def solve_labels(
+    shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32, cell_m: float, weights: SeamWeights, sweeps: int
+) -> SeamSolver:
+    """Alpha-expansion from coarse to fine: the solved solver at ``shape``.
+
+    Each expansion is a max-flow over every cell the image may take, so the solve's cost
+    grows with the number of cells, and most of it goes into moving seams far (up to
+    ``reach_m``). On a grid coarsened by 2 those moves cost a quarter; the finer level then
+    starts from the coarse labels and only moves seams by a few cells, to fit them to the
+    detail that the coarse cells blur.
+    """
+    H, W = shape
+    coarse_ok = 2.0 * cell_m <= weights.coarse_cell_m and min(H, W) >= 8 * 2
+    if not coarse_ok:
+        solver = SeamSolver(shape, inputs, geometry_cost, cell_m, weights)
+        solver.solve(sweeps)
+        return solver
+    cshape, cinputs, cgeo = coarsen(shape, inputs, geometry_cost, 2)
+    coarse = solve_labels(cshape, cinputs, cgeo, 2.0 * cell_m, weights, sweeps)
+    start = np.repeat(np.repeat(coarse.labels, 2, axis=0), 2, axis=1)[:H, :W]
+    solver = SeamSolver(shape, inputs, geometry_cost, cell_m, weights, start=start, reach_cells=weights.refine_reach_cells)
+    solver.solve(sweeps)
+    return solver

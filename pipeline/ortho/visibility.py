@@ -90,18 +90,24 @@ def occluders_from_grid(
     rows, cols = np.nonzero(keep)
     del keep
     zk = z[rows, cols]
-    px = [xs[cols].astype(np.float32)]
-    py = [ys[rows].astype(np.float32)]
-    pz = [zk]
     foot = cv2.erode(z, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
     jump = zk - foot[rows, cols]
     del foot
+    return occluders_from_cells(xs[cols].astype(np.float32), ys[rows].astype(np.float32), zk, jump, spacing, tolerance_m, max_wall_levels)
+
+
+def occluders_from_cells(x: F32, y: F32, z: F32, jump: F32, spacing: float, tolerance_m: float, max_wall_levels: int = 24) -> Occluders:
+    """Occluder samples from the cells that stand above their ground (see :func:`occluders_from_grid`).
+
+    ``jump`` is how far each cell stands above the lowest of its 3 x 3 neighbours: cells
+    at a jump get a column of samples down to its foot, and their corners carry the top.
+    """
+    tol = np.float32(tolerance_m)
+    px, py, pz = [x], [y], [z]
     wall = jump > tol
     if wall.any():
-        wr, wc, wj, wz = rows[wall], cols[wall], jump[wall], zk[wall]
+        wx, wy, wj, wz = x[wall], y[wall], jump[wall], z[wall]
         levels = int(min(max_wall_levels, max(2, np.ceil(float(wj.max()) / max(spacing, 1e-3)))))
-        wx = xs[wc].astype(np.float32)
-        wy = ys[wr].astype(np.float32)
         for k in range(1, levels):
             f = np.float32(k / levels)
             px.append(wx)

@@ -150,10 +150,11 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     )
     t_plan = time.perf_counter()
 
-    views = map_tasks(client, prepare_image, views, plan, ws, label="ortho-prep", item_names=[v.name for v in views])
-    views = flight.with_blur_penalties(views)
+    prepared = map_tasks(client, prepare_image, views, plan, ws, label="ortho-prep", item_names=[v.name for v in views])
+    views = flight.with_blur_penalties([v for v, _ in prepared])
+    inputs = [s for _, s in prepared]
+    del prepared
     t_prep = time.perf_counter()
-    inputs = flight.load_seam_inputs(ws, views)
     views, inputs = flight.balance(views, inputs, oc.exposure_balance, oc.shading_correction)
     labels = flight.solve_seams(views, inputs, seam_grid, seam_z, params.seam, params.view.sharpness, params.seam_sweeps)
     del inputs
@@ -263,7 +264,7 @@ STAGE = StageSpec(
     run=run,
     config_fields=("ortho",),
     inputs=_inputs,
-    version=4,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
-    # 4: COG blocks compressed by the tile tasks
+    version=5,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
+    # 4: COG blocks compressed by the tile tasks; 5: coarse-to-fine seam solve
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
