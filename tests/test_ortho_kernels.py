@@ -452,3 +452,56 @@ def test_cell_lattice_projection_matches_the_exact_projection() -> None:
         box = (px > -4.0) & (px < 3.0) & (py > 1.0) & (py < 5.0)
         edge = box & ~((px > -3.9) & (px < 2.9) & (py > 1.1) & (py < 4.9))
         assert exact[edge].all()  # the pixels along the box's edge are projected exactly
+
+
+def test_dsm_step_cells_match_a_gather_over_every_cell() -> None:
+    import cv2
+
+    from pipeline.ortho.dsm import _step_cells
+
+    rng = np.random.default_rng(7)
+    z = rng.normal(0.0, 0.1, (60, 70)).astype(np.float32)
+    z[10:25, 20:40] += 8.0  # a building
+    z[40:44, 5:9] += 3.0
+    span = cv2.dilate(z, np.ones((2, 2), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
+        z, np.ones((2, 2), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
+    )
+    for step in (0.5, 1.0, 2.5):  # fine target grids (dense path), coarse ones (sparse path), the edge of the block
+        for fr, fc in (
+            (np.repeat(np.arange(5, 55), 3), np.repeat(np.arange(0, 70), 2)),
+            (np.arange(0, 60, 7), np.arange(3, 70, 9)),
+            (np.clip(np.arange(50, 70), 0, 59), np.clip(np.arange(60, 75), 0, 69)),
+        ):
+            fr, fc = fr.astype(np.intp), fc.astype(np.intp)
+            rr, cc = _step_cells(z, fr, fc, np.float32(step))
+            want = set(zip(*np.nonzero(span[np.ix_(fr, fc)] > np.float32(step))))
+            assert set(zip(rr.tolist(), cc.tolist())) == {(int(a), int(b)) for a, b in want}
+
+
+def test_cells_ruled_out_of_a_frame_have_no_point_in_it() -> None:
+    from pipeline.ortho.tile import CellLattice, _off_frame, _PendingCells
+
+    ki, res, nr, nc = 16, 0.05, 40, 48
+    rng = np.random.default_rng(3)
+    xc = (-30.0 + np.arange(nc + 1) * ki * res).astype(np.float32)
+    yc = (20.0 - np.arange(nr + 1) * ki * res).astype(np.float32)
+    z4 = rng.uniform(0.0, 1.0, (nr, ki, nc, ki)).astype(np.float32)
+    z4[5:12, :, 30:40, :] += 25.0  # a tall building: long prisms
+    z4[8, :, 35, :8] -= 25.0  # a cell with its foot and its roof
+    lat = CellLattice.build(ki, xc, yc, np.zeros((nr + 1, nc + 1), np.float32))
+    rows, cols = (a.ravel().astype(np.intp) for a in np.meshgrid(np.arange(nr), np.arange(nc), indexing="ij"))
+    cells = _PendingCells.build(lat, z4, rows, cols)
+    for pose in (_pose(-8.0, -4.0, 45.0, pitch=-90.0), _pose(-20.0, 15.0, 40.0, pitch=-60.0, yaw=40.0)):
+        proj = LocalProjector(CAM, pose, UTM)
+        off = _off_frame(proj, cells)
+        assert 0 < off.sum() < off.size  # the scene runs off the frame
+        n = 400
+        cell = np.repeat(np.flatnonzero(off), n)
+        r, c = np.divmod(np.flatnonzero(off), nc)
+        px = (xc[np.repeat(c, n)] + rng.uniform(0, ki * res, cell.size)).astype(np.float32)
+        py = (yc[np.repeat(r, n)] - rng.uniform(0, ki * res, cell.size)).astype(np.float32)
+        zc = z4[r, :, c, :].reshape(r.size, -1)
+        lo, hi = np.repeat(zc.min(axis=1), n), np.repeat(zc.max(axis=1), n)
+        pz = (lo + rng.uniform(0, 1, cell.size) * (hi - lo)).astype(np.float32)
+        u, v, _, ok = proj.project(px, py, pz)
+        assert not (ok & inside_image(u, v, CAM.width, CAM.height, 0.5)).any()

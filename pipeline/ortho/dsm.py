@@ -94,26 +94,6 @@ class DsmWindow:
         c1, r1 = c1 + (-c1) % a, r1 + (-r1) % a
         return cls.read(dsm, Window(c0, r0, max(a, c1 - c0), max(a, r1 - r0)))
 
-    @property
-    def step(self) -> F32:
-        """step[r, c]: height range of the 2x2 block whose top-left cell is (r, c), the bilinear support (cached)."""
-        cached = self.__dict__.get("_step")
-        if cached is None:
-            k = np.ones((2, 2), np.uint8)
-            cached = np.asarray(
-                cv2.dilate(self.z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
-                - cv2.erode(self.z, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE),
-                dtype=np.float32,
-            )
-            object.__setattr__(self, "_step", cached)
-            object.__setattr__(self, "_step_max", float(cached.max()) if cached.size else 0.0)
-        return np.asarray(cached, dtype=np.float32)
-
-    @property
-    def step_max(self) -> float:
-        _ = self.step
-        return float(self.__dict__["_step_max"])
-
     def max_pooled(self, factor: int) -> "DsmWindow":
         """Highest height per block of ``factor`` x ``factor`` cells (conservative for occlusion)."""
         if factor <= 1:
@@ -144,18 +124,77 @@ class DsmWindow:
         # Float maps: OpenCV interpolates float rasters exactly with them (fixed-point maps
         # would quantise positions to 1/32 cell, a visible error on a 10 m wall).
         out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if step_m is not None and self.step_max > step_m:
+        if step_m is not None:
             # The grid is separable (columns and rows), so the cells at steps and their nearest
             # DSM cells come from 1-D indices; only the step cells are rewritten.
             H, W = z.shape
             fc = np.clip(np.floor(col), 0, W - 1).astype(np.intp)
             fr = np.clip(np.floor(row), 0, H - 1).astype(np.intp)
-            rr, cc = np.nonzero(self.step[np.ix_(fr, fc)] > np.float32(step_m))
+            rr, cc = _step_cells(z, fr, fc, np.float32(step_m))
             if rr.size:
                 nc = np.clip(np.rint(col), 0, W - 1).astype(np.intp)  # OpenCV's nearest: round half to even
                 nr = np.clip(np.rint(row), 0, H - 1).astype(np.intp)
                 out[rr, cc] = z[nr[rr], nc[cc]]
         return np.asarray(out, dtype=np.float32)
+
+
+def _step_cells(z: F32, fr: NDArray[np.intp], fc: NDArray[np.intp], step: np.float32) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(rows, cols) of the target cells whose bilinear support (DSM cells fr..fr+1 x fc..fc+1) spans more than ``step``.
+
+    A target grid as fine as the DSM or finer (a tile's pixels) measures the height range
+    of every 2x2 block of the DSM rows and columns it covers (one dilate and erode), then
+    finds its step cells there (:func:`_cells_over`); a coarser one (blending grid, cell
+    corners) measures it at its own cells only.
+    """
+    H, W = z.shape
+    sorted_ = fr.size > 0 and fc.size > 0 and bool(np.all(fr[1:] >= fr[:-1])) and bool(np.all(fc[1:] >= fc[:-1]))
+    if sorted_ and (int(fr[-1]) - int(fr[0]) + 2) * (int(fc[-1]) - int(fc[0]) + 2) <= 2 * fr.size * fc.size:
+        r0, c0 = int(fr[0]), int(fc[0])
+        block = np.ascontiguousarray(z[r0 : int(fr[-1]) + 2, c0 : int(fc[-1]) + 2])
+        k = np.ones((2, 2), np.uint8)
+        span = cv2.dilate(block, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
+            block, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
+        )
+        return _cells_over(span > step, fr - r0, fc - c0)
+    r1, c1 = np.minimum(fr + 1, H - 1), np.minimum(fc + 1, W - 1)
+    quad = [z[np.ix_(a, b)] for a in (fr, r1) for b in (fc, c1)]
+    span = np.maximum(np.maximum(quad[0], quad[1]), np.maximum(quad[2], quad[3])) - np.minimum(
+        np.minimum(quad[0], quad[1]), np.minimum(quad[2], quad[3])
+    )
+    rr, cc = np.nonzero(span > step)
+    return rr.astype(np.intp), cc.astype(np.intp)
+
+
+def _cells_over(flags: NDArray[np.bool_], fr: NDArray[np.intp], fc: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(rows, cols) of the target cells whose DSM cell (fr per row, fc per column) is flagged.
+
+    Equals ``np.nonzero(flags[np.ix_(fr, fc)])`` up to order, without the gather over every
+    target cell: height steps are rare, so the flagged DSM cells are found on the DSM block
+    and each expands to its run of target rows times its run of target columns. When the
+    indices are not sorted (a grid that is not north-up), the gather is used.
+    """
+    if fr.size == 0 or fc.size == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    if not (bool(np.all(fr[1:] >= fr[:-1])) and bool(np.all(fc[1:] >= fc[:-1]))):
+        rr, cc = np.nonzero(flags[np.ix_(fr, fc)])
+        return rr.astype(np.intp), cc.astype(np.intp)
+    r0, c0 = int(fr[0]), int(fc[0])
+    # OpenCV's SIMD scan for the few flagged cells (numpy's nonzero costs several times more).
+    found = cv2.findNonZero(np.ascontiguousarray(flags[r0 : int(fr[-1]) + 1, c0 : int(fc[-1]) + 1]).view(np.uint8))
+    if found is None:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    found = found.reshape(-1, 2)  # (x, y) per cell
+    cs, rs = found[:, 0].astype(np.intp), found[:, 1].astype(np.intp)
+    ra = np.searchsorted(fr, rs + r0, "left")
+    ca = np.searchsorted(fc, cs + c0, "left")
+    nr = np.searchsorted(fr, rs + r0, "right") - ra
+    nc = np.searchsorted(fc, cs + c0, "right") - ca
+    count = nr * nc
+    total = int(count.sum())
+    which = np.repeat(np.arange(count.size), count)
+    off = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    q, m = np.divmod(off, nc[which])
+    return (ra[which] + q).astype(np.intp), (ca[which] + m).astype(np.intp)
 
 
 def heights_on_grid(dsm: DsmSource, grid: GridSpec, window: Window, step_m: float | None = None) -> F32:

@@ -7,18 +7,18 @@ For the tile's cells:
 2. The image of each cell from the flight-level seam labels, seam cell by seam cell; each
    cell is projected with the true camera model into that image and tested against the image
    frame and the image's z-buffer of the DSM (made once per image by the preparation task).
-   The per-point work runs in chunks that stay in the CPU cache. Cells the labelled image
-   cannot see (occluded behind a building at full resolution, or beyond the coarse seam
-   grid's detail) take the cheapest image that does see them; cells no image sees unoccluded
-   take the least hidden image that has them in frame (counted as ``occluded_fill``). Cells of
-   whole seam cells are projected by interpolation from the cells' corners
-   (:class:`CellLattice`), exactly where the DSM is not smooth.
+   The tile is padded out to whole seam cells and worked on as (cells, ki, ki) blocks, in
+   chunks that stay in the CPU cache; its pixels are projected by interpolation from the
+   cells' corners (:class:`CellLattice`), exactly where the DSM is not smooth. Cells the
+   labelled image cannot see (occluded behind a building at full resolution, or beyond the
+   coarse seam grid's detail) take the cheapest image that does see them; cells no image sees
+   unoccluded take the least hidden image that has them in frame (counted as ``occluded_fill``).
 3. Two-band blending: the low band of the images is blended across seams on a coarse grid
    that extends past the tile by three blending sigmas, so a neighbouring tile computes the
    same correction along the shared border.
 4. Per image, its cells are sampled from the memory-mapped image cache (bilinear or bicubic),
    times the flight-level gains and brightness field, plus the low-band correction, and
-   scattered into the tile as 8-bit pixels.
+   written into the tile as 8-bit pixels, cell block by cell block.
 
 Saves the tile's COG blocks, compressed here, and its pixel sums for the overviews
 (:mod:`drone_io.cog_blocks`); returns where they lie and small figures.
@@ -30,6 +30,7 @@ import functools
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -100,10 +101,14 @@ class _View:
         u, v, d, ok = self.proj.project(x, y, z)
         return self.test_depth(u, v, d, ok)
 
-    def see_projected(self, u: F32, v: F32, d: F32, ok: BoolArray) -> tuple[BoolArray, BoolArray]:
-        """(in frame, visible) of points already projected to (u, v, depth, ok)."""
-        _, _, frame, behind = self.test_depth(u, v, d, ok)
-        return frame, frame & (behind <= 0)
+    def visible(self, u: F32, v: F32, d: F32, ok: BoolArray) -> BoolArray:
+        """Whether points already projected to (u, v, depth, ok) are in frame and not hidden."""
+        frame = ok & inside_image(u, v, self.cam.width, self.cam.height, 0.5)
+        zb = self.zbuf()
+        if zb is None:
+            return np.zeros(frame.shape, bool)
+        # Every point is looked up (points off the frame fall in the buffer's +inf ring).
+        return frame & (hidden_by(zb, u, v, d, self.cam.focal_px, self.tol) <= 0)
 
     def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
         """The projection at the tile's seam-cell corners (made once per tile and image)."""
@@ -126,7 +131,7 @@ class _View:
         return view_cost(self.proj.center_local, self.view.camera.focal_px, x, y, z, gsd_ref, plan.params.view, self.view.blur_penalty)
 
     def render(self, u: F32, v: F32, cx: F32, cy: F32, field: F32) -> NDArray[np.uint8]:
-        """Final colours (n, 3) uint8 of points at working-image pixels (u, v), all inside the frame.
+        """Final colours (..., 3) uint8 of points at working-image pixels (u, v), given as 2-D maps of one shape.
 
         The image is sampled straight from the memory-mapped cache (only the
         pages under the points are read), times the gains and the brightness
@@ -134,30 +139,30 @@ class _View:
         (cx, cy). The brightness field is smooth across the frame, so it is
         evaluated (times the gains) on a lattice every ``_FIELD_STEP`` pixels
         and interpolated: a point gets the same factor whichever tile asks.
+        Each pass is one SIMD cv2 call over the maps (at most 32767 a side).
         """
-        n = u.shape[0]
-        if n == 0:
-            return np.zeros((0, 3), np.uint8)
         if self._image is None:
             self._image = np.load(self.view.work_cache, mmap_mode="r")
         if self._lattice is None:
             self._lattice = self._gain_lattice()
-        # 1-D points as rows of an image for cv2.remap (it takes at most 32767 per side).
+        pix = cv2.remap(self._image, u, v, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
+        s = np.float32(1.0 / _FIELD_STEP)
+        fac = cv2.remap(self._lattice, u * s, v * s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        corr = cv2.remap(field, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return np.asarray(cv2.add(cv2.multiply(pix, fac, dtype=cv2.CV_32F), corr, dtype=cv2.CV_8U), np.uint8)
+
+    def render_points(self, u: F32, v: F32, cx: F32, cy: F32, field: F32) -> NDArray[np.uint8]:
+        """:meth:`render` of 1-D points: (n, 3) uint8, the points packed as rows of a 2-D map."""
+        n = u.shape[0]
+        if n == 0:
+            return np.zeros((0, 3), np.uint8)
         cols = _REMAP_COLS
         rows = -(-n // cols)
-        maps = np.empty((4, rows * cols), np.float32)
+        maps = np.zeros((4, rows * cols), np.float32)
         for i, a in enumerate((u, v, cx, cy)):
             maps[i, :n] = a
-        maps[:, n:] = 0.0
         mu, mv, mx, my = (m.reshape(rows, cols) for m in maps)
-        pix = cv2.remap(self._image, mu, mv, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
-        s = np.float32(1.0 / _FIELD_STEP)
-        mu *= s
-        mv *= s
-        fac = cv2.remap(self._lattice, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        corr = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out = cv2.add(cv2.multiply(pix, fac, dtype=cv2.CV_32F), corr, dtype=cv2.CV_8U)
-        return np.asarray(out, np.uint8).reshape(rows * cols, 3)[:n]
+        return self.render(mu, mv, mx, my, field).reshape(rows * cols, 3)[:n]
 
     def _gain_lattice(self) -> F32:
         """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel."""
@@ -176,10 +181,46 @@ class _View:
 
     def sample_low(self, u: F32, v: F32) -> F32:
         if self._low is None:
-            self._low = np.asarray(np.load(self.view.low_cache))
+            self._low = _load_low(self.view.low_cache)
         ul = (u + np.float32(0.5)) * np.float32(self.low_sx) - np.float32(0.5)
         vl = (v + np.float32(0.5)) * np.float32(self.low_sy) - np.float32(0.5)
         return self._balanced(sample_image(self._low, ul, vl), u, v)
+
+
+@dataclass(frozen=True, eq=False)
+class _PendingCells:
+    """The seam cells that hold points of a fallback search, as prisms: (8, cells) corner coordinates."""
+
+    of: NDArray[np.intp]  # (points,) each point's cell
+    x: F32  # (8, cells) local x of each cell's prism corners
+    y: F32
+    z: F32
+
+    @classmethod
+    def build(cls, lattice: "CellLattice", z4: F32, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> "_PendingCells":
+        """The cells of points in seam-cell rows/cols ``rows``/``cols``; ``z4`` (R, ki, C, ki) the pixels' heights."""
+        cell = rows * z4.shape[2] + cols
+        present = np.bincount(cell, minlength=z4.shape[0] * z4.shape[2]) > 0
+        of = (np.cumsum(present) - 1)[cell]  # a count, not a sort: cells are few, points many
+        r, c = np.divmod(np.flatnonzero(present), z4.shape[2])
+        zc = z4[r, :, c, :]
+        lo, hi = zc.min(axis=(1, 2)), zc.max(axis=(1, 2))
+        x0, x1, y0, y1 = lattice.x[c], lattice.x[c + 1], lattice.y[r], lattice.y[r + 1]
+        x = np.stack([x0, x1, x0, x1, x0, x1, x0, x1])
+        y = np.stack([y0, y0, y1, y1, y0, y0, y1, y1])
+        z = np.stack([lo, lo, lo, lo, hi, hi, hi, hi])
+        return cls(of.astype(np.intp), x, y, z)
+
+
+@dataclass(frozen=True, eq=False)
+class _CellPart:
+    """A chunk of one image's seam cells in a tile, with the projections of their pixels."""
+
+    rows: I64  # (n,) seam-cell rows of the chunk's cells
+    cols: I64  # (n,) seam-cell columns
+    u: F32  # (n * ki, ki) working-image pixel u of the cells' pixels, cell after cell
+    v: F32  # (n * ki, ki)
+    any_good: bool  # whether the image sees any of the pixels
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,14 +265,16 @@ class CellLattice:
         return cls(ki, np.asarray(x, np.float32), np.asarray(y, np.float32), z, weights, rough)
 
     def project(self, proj: LocalProjector) -> CornerMaps:
-        shape = self.z.shape
-        X = np.broadcast_to(self.x[None, :], shape)
-        Y = np.broadcast_to(self.y[:, None], shape)
+        shape = (3, *self.z.shape)
+        X = np.broadcast_to(self.x[None, None, :], shape)
+        Y = np.broadcast_to(self.y[None, :, None], shape)
         step = np.float32(_DZ_STEP)
-        u, v, d, ok = proj.project(X, Y, self.z)
-        u1, v1, _, ok1 = proj.project(X, Y, self.z + step)
-        u0, v0, _, ok0 = proj.project(X, Y, self.z - step)
-        ok &= ok1 & ok0
+        # The corners at their height and +-_DZ_STEP, in one call.
+        u3, v3, d3, ok3 = proj.project(X, Y, np.stack([self.z, self.z + step, self.z - step]))
+        u, u1, u0 = u3
+        v, v1, v0 = v3
+        d = d3[0]
+        ok = np.asarray(ok3.all(axis=0), dtype=bool)
         s = np.float32(0.5 / _DZ_STEP)
         q = np.stack([u, v, d, (u1 - u0) * s, (v1 - v0) * s, self.z]).astype(np.float32)
         good = ok[:-1, :-1] & ok[:-1, 1:] & ok[1:, :-1] & ok[1:, 1:] & ~self.rough
@@ -260,6 +303,26 @@ class CellLattice:
         if bad.any():
             exact |= np.repeat(bad, kk)
         return u, v, d, exact
+
+
+def _off_frame(proj: LocalProjector, cells: _PendingCells) -> BoolArray:
+    """Per cell of ``cells``: whether every point of it is certainly off the frame of ``proj``'s image.
+
+    A cell's points lie in the prism over the cell between its lowest and highest
+    height; a pinhole camera maps it inside the hull of the 8 projected corners. The
+    lens distortion bends the hull's edges by a fraction of their length (under
+    ``_FRAME_BEND`` of it within the trusted lens field), so the box of the projected
+    corners must clear the frame by that fraction of its size plus ``_FRAME_SLACK`` px.
+    Cells with a corner behind the camera or beyond the lens field are never ruled out.
+    """
+    u, v, _, ok = proj.project(cells.x, cells.y, cells.z)
+    u0, u1, v0, v1 = u.min(axis=0), u.max(axis=0), v.min(axis=0), v.max(axis=0)
+    margin = np.float32(_FRAME_SLACK) + np.float32(_FRAME_BEND) * np.maximum(u1 - u0, v1 - v0)
+    lo = np.float32(0.5) - margin
+    cam = proj.camera
+    return np.asarray(ok.all(axis=0), dtype=bool) & (
+        (u1 < lo) | (v1 < lo) | (u0 > np.float32(cam.width - 1.5) + margin) | (v0 > np.float32(cam.height - 1.5) + margin)
+    )
 
 
 def _seam_cells(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec, window: Window) -> tuple[NDArray[np.int32], int, int, int] | None:
@@ -291,41 +354,6 @@ def _seam_labels_aligned(labels: NDArray[np.int32], sg: GridSpec, grid: GridSpec
     return np.ascontiguousarray(big[ro : ro + window.height, co : co + window.width])
 
 
-def _cell_groups(
-    sub: NDArray[np.int32], ki: int, ro: int, co: int, h: int, w: int
-) -> tuple[dict[int, I64], dict[int, tuple[I64, I64]]]:
-    """Flat pixel indices (h x w window) of each label's seam cells, cell by cell (no full-window scans).
-
-    Returns (label -> indices, label -> (rows, cols) in ``sub`` of its cells that lie
-    wholly inside the window): the indices start with those whole cells, ki*ki
-    pixels each, row-major, in that order; the pixels of cut cells follow.
-    """
-    groups: dict[int, I64] = {}
-    whole: dict[int, tuple[I64, I64]] = {}
-    d = np.arange(ki, dtype=np.int64)
-    for k in (int(i) for i in np.unique(sub)):
-        if k < 0:
-            continue
-        cr, cc = np.nonzero(sub == k)
-        cr, cc = cr.astype(np.int64), cc.astype(np.int64)
-        rows = cr[:, None] * ki - ro + d[None, :]  # (cells, ki)
-        cols = cc[:, None] * ki - co + d[None, :]
-        okr = (rows >= 0) & (rows < h)
-        okc = (cols >= 0) & (cols < w)
-        full: BoolArray = np.asarray(okr.all(axis=1) & okc.all(axis=1), dtype=bool)
-        if not full.all():
-            order = np.argsort(~full, kind="stable")
-            cr, cc, rows, cols, okr, okc, full = cr[order], cc[order], rows[order], cols[order], okr[order], okc[order], full[order]
-        idx = rows[:, :, None] * w + cols[:, None, :]
-        nfull = int(full.sum())
-        whole[k] = (cr[:nfull], cc[:nfull])
-        if nfull == cr.size:
-            groups[k] = idx.ravel()
-        else:
-            groups[k] = np.concatenate([idx[:nfull].ravel(), idx[nfull:][okr[nfull:, :, None] & okc[nfull:, None, :]]])
-    return groups, whole
-
-
 def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64], ys: NDArray[np.float64]) -> NDArray[np.int32]:
     """Seam labels at world cell centres xs (per column) x ys (per row); -1 outside the seam grid."""
     sc = np.floor((xs - sg.x_min) / sg.resolution).astype(np.int64)
@@ -343,147 +371,151 @@ def _seam_labels(labels: NDArray[np.int32], sg: GridSpec, xs: NDArray[np.float64
     return out
 
 
-def _assign(
-    labels: NDArray[np.int32] | None,
-    x: F32,
-    y: F32,
-    z: F32,
-    views: dict[int, _View],
-    plan: OrthoPlan,
-    groups: dict[int, I64] | None = None,
-    lattice: CellLattice | None = None,
-    whole: dict[int, tuple[I64, I64]] | None = None,
-) -> tuple[NDArray[np.int32], dict[int, list[tuple[I64, F32, F32]]], BoolArray]:
-    """Final image per point (flat arrays): the seam label where it sees the point, else the best that does.
+def _assign_cells(
+    sub: NDArray[np.int32], lattice: "CellLattice", z: F32, x: F32, y: F32, views: dict[int, _View]
+) -> tuple[NDArray[np.int32], dict[int, list[_CellPart]]]:
+    """The labelled image of every pixel of the seam cells ``sub`` where it sees the pixel, cell block by cell block.
 
-    Points the labelled image cannot see try the other candidates in order of
-    their view cost at that point (so the choice depends on the point alone,
-    not on the tile), testing visibility only as far as needed. Points no
-    candidate sees unoccluded take the cheapest candidate that has them in
-    frame, and are flagged ``occluded``.
+    ``z`` (R*ki, C*ki) holds the local heights of the pixels the cells cover, ``x`` and
+    ``y`` their local x per column and y per row. A label's cells are handled in
+    chunks that stay in the CPU cache, as (cells, ki, ki) blocks read from and written
+    to the 2-D arrays with one index per cell (no per-pixel gathers or scatters);
+    their pixels are projected by :meth:`CellLattice.interpolate` and tested against
+    the image frame and z-buffer (:meth:`_View.visible`).
 
-    ``groups`` (label -> point indices) saves the scans of ``labels`` when the
-    caller knows them (``labels`` may then be None). With ``lattice`` and
-    ``whole`` (label -> its whole seam cells, whose pixels open its group), the
-    pixels of whole cells are projected by :meth:`CellLattice.interpolate`.
-
-    Returns (final labels, per image: parts of (point indices, u, v), occluded flags).
+    Returns (label per pixel, -1 where the labelled image does not see it; per image,
+    the chunks of its cells with every pixel's (u, v)).
     """
-    n = x.shape[0]
-    final = np.full(n, -1, np.int32)
-    occluded = np.zeros(n, bool)
-    picks: dict[int, list[tuple[I64, F32, F32]]] = {}
-    if groups is None:
-        if labels is None:
-            raise ValueError("_assign needs labels or groups")
-        counts = np.bincount(labels + 1, minlength=1)
-        groups = {k: np.flatnonzero(labels == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
-    for k, group in groups.items():
+    ki = lattice.ki
+    kk = ki * ki
+    nr, nc = sub.shape
+    final = np.full((nr, ki, nc, ki), -1, np.int32)
+    z4 = z.reshape(nr, ki, nc, ki)
+    xc, yc = x.reshape(nc, ki), y.reshape(nr, ki)
+    parts: dict[int, list[_CellPart]] = {}
+    step = max(1, min(_CHUNK // kk, _REMAP_MAX // ki))
+    for k in (int(i) for i in np.unique(sub)):
         if k not in views:
             continue
-        parts = picks.setdefault(k, [])
         view = views[k]
-        start = 0
-        if lattice is not None and whole is not None and k in whole:
-            cr, cc = whole[k]
-            maps = view.corner_maps(lattice)
-            kk = lattice.ki * lattice.ki
-            step = max(1, _CHUNK // kk)
-            for s in range(0, cr.shape[0], step):
-                idx = group[s * kk : min(s + step, cr.shape[0]) * kk]
-                zi = z[idx]
-                u, v, d, exact = lattice.interpolate(maps, cr[s : s + step], cc[s : s + step], zi)
-                ok = ~exact
-                e = np.flatnonzero(exact)
-                if e.size:
-                    ie = idx[e]
-                    u[e], v[e], d[e], ok[e] = view.proj.project(x[ie], y[ie], zi[e])
-                frame, vis = view.see_projected(u, v, d, ok)
-                good = frame & vis
-                if good.all():
-                    final[idx] = k
-                    parts.append((idx, u, v))
-                else:
-                    final[idx[good]] = k
-                    parts.append((idx[good], u[good], v[good]))
-            start = cr.shape[0] * kk
+        maps = view.corner_maps(lattice)
+        found = parts.setdefault(k, [])
+        cr, cc = (a.astype(np.int64) for a in np.nonzero(sub == k))
+        for s in range(0, cr.shape[0], step):
+            r, c = cr[s : s + step], cc[s : s + step]
+            n = r.shape[0]
+            zi = z4[r, :, c, :].reshape(n * kk)
+            u, v, d, exact = lattice.interpolate(maps, r, c, zi)
+            ok = ~exact
+            e = np.flatnonzero(exact)
+            if e.size:
+                cell, rem = np.divmod(e, kk)
+                i, j = np.divmod(rem, ki)
+                u[e], v[e], d[e], ok[e] = view.proj.project(xc[c[cell], j], yc[r[cell], i], zi[e])
+            good = view.visible(u, v, d, ok)
+            if good.all():
+                final[r, :, c, :] = k
+            else:
+                final[r, :, c, :] = np.where(good, np.int32(k), np.int32(-1)).reshape(n, ki, ki)
+            found.append(_CellPart(r, c, u.reshape(n * ki, ki), v.reshape(n * ki, ki), bool(good.any())))
+    return final.reshape(nr * ki, nc * ki), parts
+
+
+def _assign(
+    labels: NDArray[np.int32], x: F32, y: F32, z: F32, views: dict[int, _View], plan: OrthoPlan
+) -> NDArray[np.int32]:
+    """Final image per point (flat arrays): the label where it sees the point, else the best image that does (:func:`_fallback`)."""
+    final = np.full(x.shape[0], -1, np.int32)
+    counts = np.bincount(labels + 1, minlength=1)
+    for k in (int(i) for i in np.nonzero(counts[1:])[0]):
+        if k not in views:
+            continue
+        group = np.flatnonzero(labels == k)
+        view = views[k]
         # In chunks that stay in the CPU cache through the projection and the visibility test.
-        for s in range(start, group.size, _CHUNK):
+        for s in range(0, group.size, _CHUNK):
             idx = group[s : s + _CHUNK]
             u, v, frame, vis = view.see(x[idx], y[idx], z[idx])
-            good = frame & vis
-            if good.all():
-                final[idx] = k
-                parts.append((idx, u, v))
-            else:
-                final[idx[good]] = k
-                parts.append((idx[good], u[good], v[good]))
+            final[idx[frame & vis]] = k
     pending = np.flatnonzero(final < 0)
     if pending.size and views:
-        m = pending.size
-        px, py, pz = x[pending], y[pending], z[pending]
-        # The first candidate in order of view cost that sees the point is the cheapest one
-        # that sees it (ties to the lower image index): every candidate whose footprint holds
-        # the point is tested at once, image by image.
-        best = np.full(m, -1, np.int32)
-        best_cost = np.full(m, np.inf, np.float32)
-        best_uv = np.zeros((2, m), np.float32)
-        # Among the candidates that have the point in frame, the one it is least hidden from.
-        first_frame = np.full(m, -1, np.int32)
-        ff_behind = np.full(m, np.inf, np.float32)
-        ff_uv = np.zeros((2, m), np.float32)
-        # Points in raster order (y falling) let each footprint's rows be found by bisection.
-        ny = -py
-        rows_sorted = bool(np.all(ny[1:] >= ny[:-1]))
-        for k in sorted(views):
-            view = views[k]
-            fx0, fy0, fx1, fy1 = view.local_footprint
-            if rows_sorted:
-                a = int(np.searchsorted(ny, np.float32(-fy1), "left"))
-                b = int(np.searchsorted(ny, np.float32(-fy0), "right"))
-                sel = a + np.flatnonzero((px[a:b] >= fx0) & (px[a:b] <= fx1))
-            else:
-                sel = np.flatnonzero((px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1))
-            if sel.size == 0:
-                continue
-            sx, sy, sz = px[sel], py[sel], pz[sel]
-            # Most fallback points are off this image (the flight's edge): project first, and
-            # weigh the view and test the z-buffer only where the point is in frame.
-            u, v, d, ok = view.proj.project(sx, sy, sz)
-            f = np.flatnonzero(ok & inside_image(u, v, view.cam.width, view.cam.height, 0.5))
-            zb = view.zbuf()
-            if f.size == 0 or zb is None:
-                continue
-            sel, u, v = sel[f], u[f], v[f]
-            behind = hidden_by(zb, u, v, d[f], view.cam.focal_px, view.tol)
-            c = view.cost(sx[f], sy[f], sz[f], plan.gsd_m, plan)
-            frame = np.isfinite(c)
-            hit = np.flatnonzero(frame & (behind <= 0) & (c < best_cost[sel]))
-            t = sel[hit]
-            best[t] = k
-            best_cost[t] = c[hit]
-            best_uv[0, t] = u[hit]
-            best_uv[1, t] = v[hit]
-            hit = np.flatnonzero(frame & (behind < ff_behind[sel]))
-            t = sel[hit]
-            first_frame[t] = k
-            ff_behind[t] = behind[hit]
-            ff_uv[0, t] = u[hit]
-            ff_uv[1, t] = v[hit]
-        seen = best >= 0
-        for k in (int(j) for j in np.unique(best[seen])):
-            take = np.flatnonzero(best == k)
-            final[pending[take]] = k
-            picks.setdefault(k, []).append((pending[take], best_uv[0, take], best_uv[1, take]))
-        rest = np.flatnonzero(~seen & (first_frame >= 0))
-        for k in (int(j) for j in np.unique(first_frame[rest])):
-            take = rest[first_frame[rest] == k]
-            final[pending[take]] = k
-            # Hidden by a little (a rough canopy, DSM noise): the least hidden view is kept.
-            # Hidden by more (a building): flagged, and filled from the ground around it.
-            occluded[pending[take]] = ff_behind[take] > np.float32(plan.params.fill_hidden_m)
-            picks.setdefault(k, []).append((pending[take], ff_uv[0, take], ff_uv[1, take]))
-    return final, picks, occluded
+        best, _, _, _ = _fallback(x[pending], y[pending], z[pending], views, plan)
+        final[pending] = best
+    return final
+
+
+def _fallback(
+    px: F32, py: F32, pz: F32, views: dict[int, _View], plan: OrthoPlan, cells: _PendingCells | None = None
+) -> tuple[NDArray[np.int32], F32, F32, BoolArray]:
+    """The image of points their labelled image does not see: (image or -1, u, v, occluded).
+
+    Points try the other candidates in order of their view cost at that point (so the
+    choice depends on the point alone, not on the tile), testing visibility only as
+    far as needed. Points no candidate sees unoccluded take the candidate they are least
+    hidden from among those that have them in frame; ``occluded`` flags those hidden by
+    more than ``fill_hidden_m``. With ``cells`` (the seam cells the points lie in), the
+    points of cells an image certainly has off its frame are not projected into it (most
+    of the points off the flight's edge).
+    """
+    m = px.shape[0]
+    # The first candidate in order of view cost that sees the point is the cheapest one
+    # that sees it (ties to the lower image index): every candidate whose footprint holds
+    # the point is tested at once, image by image.
+    best = np.full(m, -1, np.int32)
+    best_cost = np.full(m, np.inf, np.float32)
+    best_uv = np.zeros((2, m), np.float32)
+    # Among the candidates that have the point in frame, the one it is least hidden from.
+    first_frame = np.full(m, -1, np.int32)
+    ff_behind = np.full(m, np.inf, np.float32)
+    ff_uv = np.zeros((2, m), np.float32)
+    # Points in raster order (y falling) let each footprint's rows be found by bisection.
+    ny = -py
+    rows_sorted = bool(np.all(ny[1:] >= ny[:-1]))
+    for k in sorted(views):
+        view = views[k]
+        fx0, fy0, fx1, fy1 = view.local_footprint
+        if rows_sorted:
+            a = int(np.searchsorted(ny, np.float32(-fy1), "left"))
+            b = int(np.searchsorted(ny, np.float32(-fy0), "right"))
+            sel = a + np.flatnonzero((px[a:b] >= fx0) & (px[a:b] <= fx1))
+        else:
+            sel = np.flatnonzero((px >= fx0) & (px <= fx1) & (py >= fy0) & (py <= fy1))
+        if sel.size and cells is not None:
+            sel = sel[~_off_frame(view.proj, cells)[cells.of[sel]]]
+        if sel.size == 0:
+            continue
+        sx, sy, sz = px[sel], py[sel], pz[sel]
+        # Most fallback points are off this image (the flight's edge): project first, and
+        # weigh the view and test the z-buffer only where the point is in frame.
+        u, v, d, ok = view.proj.project(sx, sy, sz)
+        f = np.flatnonzero(ok & inside_image(u, v, view.cam.width, view.cam.height, 0.5))
+        zb = view.zbuf()
+        if f.size == 0 or zb is None:
+            continue
+        sel, u, v = sel[f], u[f], v[f]
+        behind = hidden_by(zb, u, v, d[f], view.cam.focal_px, view.tol)
+        c = view.cost(sx[f], sy[f], sz[f], plan.gsd_m, plan)
+        frame = np.isfinite(c)
+        hit = np.flatnonzero(frame & (behind <= 0) & (c < best_cost[sel]))
+        t = sel[hit]
+        best[t] = k
+        best_cost[t] = c[hit]
+        best_uv[0, t] = u[hit]
+        best_uv[1, t] = v[hit]
+        hit = np.flatnonzero(frame & (behind < ff_behind[sel]))
+        t = sel[hit]
+        first_frame[t] = k
+        ff_behind[t] = behind[hit]
+        ff_uv[0, t] = u[hit]
+        ff_uv[1, t] = v[hit]
+    # Hidden by a little (a rough canopy, DSM noise): the least hidden view is kept.
+    # Hidden by more (a building): flagged, and filled from the ground around it.
+    rest = (best < 0) & (first_frame >= 0)
+    occluded = rest & (ff_behind > np.float32(plan.params.fill_hidden_m))
+    best = np.where(rest, first_frame, best)
+    u = np.where(rest, ff_uv[0], best_uv[0])
+    v = np.where(rest, ff_uv[1], best_uv[1])
+    return best, u, v, occluded
 
 
 def _local_grid(grid: GridSpec, window: Window, origin: NDArray[np.float64]) -> tuple[F32, F32, NDArray[np.float64], NDArray[np.float64]]:
@@ -511,23 +543,46 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     labels_map = np.load(plan.labels, mmap_mode="r")
 
     # -- full resolution: which image each cell comes from ---------------------------
+    # The seam cells over the tile (one cell per pixel when the seam grid is not made of
+    # whole pixel blocks); their pixels are padded out to whole cells, window at (ro, co).
     h, w = window.height, window.width
-    lx, ly, wx, wy = _local_grid(grid, window, origin)
-    zf = (dsm.sample(grid, window, p.edge_step_m) - np.float32(ground)).ravel()
-    X = np.broadcast_to(lx[None, :], (h, w)).ravel()
-    Y = np.broadcast_to(ly[:, None], (h, w)).ravel()
     cells = _seam_cells(labels_map, plan.seam_grid, grid, window)
-    lattice: CellLattice | None = None
-    whole: dict[int, tuple[I64, I64]] | None = None
-    if cells is not None:
-        groups, whole = _cell_groups(*cells, h, w)
-        lattice = _cell_lattice(grid, window, cells, dsm, p.edge_step_m, origin)
-    else:
-        seam_full = _seam_labels(labels_map, plan.seam_grid, wx, wy).ravel()
-        counts = np.bincount(seam_full + 1, minlength=1)
-        groups = {k: np.flatnonzero(seam_full == k) for k in (int(i) for i in np.nonzero(counts[1:])[0])}
-    final, picks, occluded = _assign(None, X, Y, zf, ctx, plan, groups, lattice, whole)
-    del X, Y, zf, groups
+    if cells is None:
+        xs, ys = grid.cell_centers(window)
+        cells = (_seam_labels(labels_map, plan.seam_grid, xs, ys), 1, 0, 0)
+    sub, ki, ro, co = cells
+    padded = Window(window.col_off - co, window.row_off - ro, sub.shape[1] * ki, sub.shape[0] * ki)
+    px_all, py_all, _, _ = _local_grid(grid, padded, origin)
+    z_all = dsm.sample(grid, padded, p.edge_step_m) - np.float32(ground)
+    lattice = _cell_lattice(grid, window, cells, dsm, p.edge_step_m, origin)
+    final_all, cell_parts = _assign_cells(sub, lattice, z_all, px_all, py_all, ctx)
+    final = final_all[ro : ro + h, co : co + w]
+    # Pixels their labelled image does not see: the best image that does (raster order).
+    pending = np.flatnonzero(final < 0)
+    picks: dict[int, list[tuple[I64, F32, F32]]] = {}
+    occluded = np.zeros(0, np.int64)
+    if pending.size and ctx:
+        pr, pc = np.divmod(pending, w)
+        pcells = _PendingCells.build(lattice, z_all.reshape(sub.shape[0], ki, sub.shape[1], ki), (pr + ro) // ki, (pc + co) // ki)
+        best, bu, bv, occ = _fallback(px_all[co + pc], py_all[ro + pr], z_all[ro + pr, co + pc], ctx, plan, pcells)
+        final[pr, pc] = best
+        occluded = pending[occ]
+        for k in (int(j) for j in np.unique(best[best >= 0])):
+            take = np.flatnonzero(best == k)
+            picks[k] = [(pending[take], bu[take], bv[take])]
+    # Each image's pixels' extent in the window (rows, cols), for the blending grid block it samples.
+    extent: dict[int, tuple[int, int, int, int]] = {}
+    for k, chunks in cell_parts.items():
+        rows = np.concatenate([c.rows for c in chunks]) * ki - ro
+        cols = np.concatenate([c.cols for c in chunks]) * ki - co
+        extent[k] = (max(0, int(rows.min())), min(h - 1, int(rows.max()) + ki - 1), max(0, int(cols.min())), min(w - 1, int(cols.max()) + ki - 1))
+    for k, parts in picks.items():
+        idx = parts[0][0]
+        r0, r1, c0, c1 = int(idx[0]) // w, int(idx[-1]) // w, int((idx % w).min()), int((idx % w).max())
+        if k in extent:
+            e = extent[k]
+            r0, r1, c0, c1 = min(r0, e[0]), max(r1, e[1]), min(c0, e[2]), max(c1, e[3])
+        extent[k] = (r0, r1, c0, c1)
 
     # -- coarse grid: the same choice, then the low-band corrections --------------------
     llx, lly, lwx, lwy = _local_grid(low_grid, Window(0, 0, low_w, low_h), origin)
@@ -535,8 +590,8 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     LX = np.broadcast_to(llx[None, :], (low_h, low_w)).ravel()
     LY = np.broadcast_to(lly[:, None], (low_h, low_w)).ravel()
     seam_low = _seam_labels(labels_map, plan.seam_grid, lwx, lwy).ravel()
-    low_final, _, _ = _assign(seam_low, LX, LY, zl, ctx, plan)
-    involved = sorted(set(picks) | {int(k) for k in np.unique(low_final) if k >= 0})
+    low_final = _assign(seam_low, LX, LY, zl, ctx, plan)
+    involved = sorted(set(extent) | {int(k) for k in np.unique(low_final) if k >= 0})
     pos = {k: i for i, k in enumerate(involved)}
     low_cols: list[F32] = []
     low_valid: list[BoolArray] = []
@@ -557,35 +612,47 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
         low_lab[low_final == k] = i
     blended, covered = blend_low(low_cols, low_valid, low_lab.reshape(low_h, low_w), sigma_low)
     deltas: dict[int, F32] = {}
-    offset = (window.row_off - ext.row_off, window.col_off - ext.col_off)
-    for k, parts in picks.items():
-        needed = _coarse_block([idx for idx, _, _ in parts if idx.size], w, f, offset)
+    dr, dc = window.row_off - ext.row_off, window.col_off - ext.col_off
+    for k, (r0, r1, c0, c1) in extent.items():
+        needed = ((r0 + dr) // f - 1, (r1 + dr) // f + 2, (c0 + dc) // f - 1, (c1 + dc) // f + 2)
         deltas[k] = correction(blended, covered, low_cols[pos[k]], low_valid[pos[k]], sigma_low, needed)
 
     # -- samples plus corrections, image by image ----------------------------------------
-    rows_in_ext = ((np.arange(h) + (window.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
-    cols_in_ext = ((np.arange(w) + (window.col_off - ext.col_off) + 0.5) / f - 0.5).astype(np.float32)
-    rgb = np.zeros((h * w, 3), np.uint8)
-    flat = rgb.view(_RGB8).ravel()  # one 3-byte item per pixel: a scatter moves whole pixels
-    for k, parts in picks.items():
+    # Coarse-grid positions of the padded pixels' rows and columns.
+    rows_in_ext = ((np.arange(padded.height) + (padded.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
+    cols_in_ext = ((np.arange(padded.width) + (padded.col_off - ext.col_off) + 0.5) / f - 0.5).astype(np.float32)
+    rows_c, cols_c = rows_in_ext.reshape(-1, ki), cols_in_ext.reshape(-1, ki)
+    rgb_all = np.zeros((padded.height, padded.width, 3), np.uint8)
+    rgb_cells = rgb_all.reshape(sub.shape[0], ki, sub.shape[1], ki, 3)
+    for k, chunks in cell_parts.items():
         field = np.ascontiguousarray(deltas[k], dtype=np.float32)
-        for idx, u, v in parts:
-            if idx.size:
-                r = idx // w
-                cx, cy = cols_in_ext[idx - r * w], rows_in_ext[r]
-                np.put(flat, idx, np.ascontiguousarray(ctx[k].render(u, v, cx, cy, field)).view(_RGB8).ravel())
-    n_occluded = int(occluded.sum())
+        for c in chunks:
+            # Every pixel of the cells, seen or not: the ones the image does not see are
+            # overwritten below (or cleared), which costs less than compressing the chunk.
+            n = c.rows.shape[0]
+            cx = np.broadcast_to(cols_c[c.cols][:, None, :], (n, ki, ki)).reshape(n * ki, ki)
+            cy = np.broadcast_to(rows_c[c.rows][:, :, None], (n, ki, ki)).reshape(n * ki, ki)
+            rgb_cells[c.rows, :, c.cols, :] = ctx[k].render(c.u, c.v, cx, cy, field).reshape(n, ki, ki, 3)
+    rgb = rgb_all[ro : ro + h, co : co + w]
+    if pending.size:
+        pr, pc = np.divmod(pending, w)
+        rgb[pr, pc] = 0
+        for k, parts in picks.items():
+            field = np.ascontiguousarray(deltas[k], dtype=np.float32)
+            for idx, u, v in parts:
+                r, cidx = np.divmod(idx, w)
+                rgb[r, cidx] = ctx[k].render_points(u, v, cols_in_ext[co + cidx], rows_in_ext[ro + r], field)
+    n_occluded = int(occluded.size)
     if n_occluded and p.fill_occluded:
         # Ground no image sees (behind a building at the flight's edge): the smooth colour of
         # the ground around it rather than the wall that hides it. Computed on the coarse grid
         # with its margin, so it does not depend on where the tile borders fall.
-        idx = np.flatnonzero(occluded)
-        r = idx // w
-        fill = _sample_field(fill_field(blended, covered, sigma_low), cols_in_ext[idx - r * w], rows_in_ext[r])
-        np.put(flat, idx, np.ascontiguousarray(cv2.add(fill, np.zeros_like(fill), dtype=cv2.CV_8U)).view(_RGB8).ravel())
+        r, cidx = np.divmod(occluded, w)
+        fill = _sample_field(fill_field(blended, covered, sigma_low), cols_in_ext[co + cidx], rows_in_ext[ro + r])
+        rgb[r, cidx] = cv2.add(fill, np.zeros_like(fill), dtype=cv2.CV_8U).reshape(-1, 3)
     mask = (final >= 0).reshape(h, w)
     blocks = ws.save_ortho_tile(window, rgb.reshape(h, w, 3), mask, plan.blocks)
-    used = tuple(sorted(int(k) for k, parts in picks.items() if any(part[0].size for part in parts)))
+    used = tuple(sorted({k for k, chunks in cell_parts.items() if any(c.any_good for c in chunks)} | set(picks)))
     return TileResult(window, str(ws.ortho_tile_path(window.row_off, window.col_off)), blocks, int(mask.sum()), n_occluded, used)
 
 
@@ -607,32 +674,24 @@ def _cell_lattice(
     return CellLattice.build(ki, (xs - origin[0]).astype(np.float32), (ys - origin[1]).astype(np.float32), z)
 
 
-def _coarse_block(parts: list[I64], w: int, f: int, offset: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(row0, row1, col0, col1) of the coarse cells that bilinear samples at the pixels ``parts``
-    (flat indices in a ``w``-wide window at ``offset`` rows, cols inside the coarse grid) touch."""
-    if not parts:
-        return (0, 0, 0, 0)
-    r0 = min(int(i.min()) for i in parts) // w
-    r1 = max(int(i.max()) for i in parts) // w
-    cols = [i % w for i in parts]
-    c0 = min(int(c.min()) for c in cols)
-    c1 = max(int(c.max()) for c in cols)
-    dr, dc = offset
-    return ((r0 + dr) // f - 1, (r1 + dr) // f + 2, (c0 + dc) // f - 1, (c1 + dc) // f + 2)
-
-
 # Points per chunk of the per-point work (a few hundred kB per array: they stay in the CPU cache).
 _CHUNK = 32768
 # Points per row when 1-D samples go through cv2.remap.
 _REMAP_COLS = 4096
-# An 8-bit RGB pixel as one item.
-_RGB8 = np.dtype((np.void, 3))
+# The longest side of a map given to cv2.remap (it takes less than 32767).
+_REMAP_MAX = 32000
 # Cell-lattice projection (CellLattice): pixels farther than _DZ_MAX (m) from the interpolated
 # surface, and cells whose corners span more than _RANGE_MAX (m), are projected exactly;
 # du/dz comes from central differences +-_DZ_STEP (m).
 _DZ_MAX = 0.25
 _RANGE_MAX = 2.0
 _DZ_STEP = 0.5
+# Margin by which a seam cell's projected corners must clear the frame for the cell to be ruled
+# out of an image without projecting its points: _FRAME_SLACK working-image pixels plus
+# _FRAME_BEND times the size of their box (a bound on the lens distortion's bending of the
+# hull's edges: about 0.75 |k1| r l of an edge of normalised length l at radius r).
+_FRAME_SLACK = 2.0
+_FRAME_BEND = 0.5
 # Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
 _FIELD_STEP = 8
 
@@ -660,15 +719,34 @@ def _gain_lattice(width: int, height: int, cx: float, cy: float, shading: tuple[
 
 def _load_zbuffer(path: str, cell: float) -> ZBuffer:
     """An image's z-buffer from its file, kept per worker process while the file is unchanged."""
+    return _load_zbuffer_cached(path, _stamp(path), cell)
+
+
+def _load_low(path: str) -> NDArray[Any]:
+    """An image's blending copy from its file, kept per worker process while the file is unchanged.
+
+    Small (the image reduced by the blending factor), but read by every tile the image reaches.
+    """
+    return _load_low_cached(path, _stamp(path))
+
+
+def _stamp(path: str) -> tuple[int, int, int]:
     st = os.stat(path)
-    return _load_zbuffer_cached(path, st.st_ino, st.st_mtime_ns, st.st_size, cell)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=24)
-def _load_zbuffer_cached(path: str, inode: int, mtime_ns: int, size: int, cell: float) -> ZBuffer:
+def _load_zbuffer_cached(path: str, stamp: tuple[int, int, int], cell: float) -> ZBuffer:
     depth = np.load(path)
     depth.flags.writeable = False
     return ZBuffer(depth, cell)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_low_cached(path: str, stamp: tuple[int, int, int]) -> NDArray[Any]:
+    data = np.load(path)
+    data.flags.writeable = False
+    return np.asarray(data)
 
 
 def _sample_field(field: F32, cx: F32, cy: F32) -> F32:
