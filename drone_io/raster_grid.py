@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -42,21 +41,6 @@ def read_raster_info(path: Path) -> RasterInfo:
             return RasterInfo(grid, int(ds.count), str(ds.dtypes[0]), None if ds.nodata is None else float(ds.nodata))
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open raster {path}: {exc}") from exc
-
-
-def read_reduced(path: Path, max_side: int) -> tuple[NDArray[Any], NDArray[np.uint8]]:
-    """The whole raster at most ``max_side`` pixels on its long side, and its validity mask (0/255).
-
-    GDAL serves the read from the internal overviews, so the full-resolution
-    data is never read.
-    """
-    with rasterio.open(path) as ds:
-        scale = min(1.0, max_side / max(ds.width, ds.height))
-        out_h = max(1, int(round(ds.height * scale)))
-        out_w = max(1, int(round(ds.width * scale)))
-        data = ds.read(out_shape=(ds.count, out_h, out_w), resampling=Resampling.average)
-        mask = ds.dataset_mask(out_shape=(out_h, out_w), resampling=Resampling.nearest)
-        return np.asarray(data), np.asarray(mask, dtype=np.uint8)
 
 
 def write_png(path: Path, bands: NDArray[np.uint8]) -> None:

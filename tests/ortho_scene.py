@@ -92,7 +92,7 @@ def make_scene(
         tex[sel] = np.clip(0.6 * roof + np.array([90.0, 40.0, 30.0]), 0, 255)
     root.mkdir(parents=True, exist_ok=True)
     dsm_path = root / "dsm.tif"
-    with TiledRasterWriter(dsm_path, grid, "float") as wr:
+    with TiledRasterWriter(dsm_path, grid) as wr:
         wr.write(Window(0, 0, w, h), dsm)
 
     iw, ih = image_size

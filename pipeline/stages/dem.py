@@ -333,8 +333,8 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     names = [f"r{t.window.row_off}c{t.window.col_off}" for t in gtasks]
     results = map_tasks(client, grid_task, gtasks, ws, grid, opts, label="dem-grid", item_names=names)
     what = f"{resolution:.3f} m cells, {fusion.crs}, heights as in the reconstruction"
-    with TiledRasterWriter(ws.dsm_path, grid, "float", nodata=NODATA, description=f"Aerobase DSM, {what}") as dsm_w, TiledRasterWriter(
-        ws.dtm_path, grid, "float", nodata=NODATA, description=f"Aerobase DTM, {what}"
+    with TiledRasterWriter(ws.dsm_path, grid, nodata=NODATA, description=f"Aerobase DSM, {what}") as dsm_w, TiledRasterWriter(
+        ws.dtm_path, grid, nodata=NODATA, description=f"Aerobase DTM, {what}"
     ) as dtm_w:
         for r in results:
             tile = ws.load_dem_tile(r.window)

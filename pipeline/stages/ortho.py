@@ -30,7 +30,7 @@ import numpy as np
 from distributed import Client
 
 from drone_io.cog_blocks import BlockPlan, CogBlockWriter
-from drone_io.raster_grid import read_reduced, write_png
+from drone_io.raster_grid import write_png
 from models.errors import InputError
 from models.geo import parse_crs
 from models.image import SkippedItem
@@ -245,12 +245,6 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
 def _tile_task(job: tuple[Window, list[ImageView]], plan: OrthoPlan, ws: Workspace) -> TileResult:
     window, cands = job
     return render_tile(window, plan, cands, ws)
-
-
-def write_preview(ws: Workspace, max_side: int) -> None:
-    """orthophoto_preview.png (RGBA) from the COG's overviews."""
-    data, mask = read_reduced(ws.orthophoto_path, max_side)
-    _write_preview_png(ws, data, mask)
 
 
 def _write_preview_png(ws: Workspace, data: np.ndarray, mask: np.ndarray) -> None:
