@@ -220,10 +220,7 @@ def heights_on_grid(dsm: DsmSource, grid: GridSpec, window: Window, step_m: floa
     out_shape = ((r1 - r0) // decim, (c1 - c0) // decim)
     if dsm.raw:
         # Cell averages of the valid cells, as GDAL's decimated read gives them.
-        block = _raw_window(dsm, Window(c0, r0, c1 - c0, r1 - r0))
-        good = np.isfinite(block)
-        total = _block_sum(np.where(good, block, np.float32(0.0)), decim)
-        count = _block_sum(good.astype(np.float32), decim)
+        total, count = _valid_block_sums(_raw_window(dsm, Window(c0, r0, c1 - c0, r1 - r0)), decim)
         with np.errstate(invalid="ignore", divide="ignore"):
             coarse_z = np.where(count > 0, total / np.maximum(count, 1.0), np.nan).astype(np.float32)
     else:
@@ -334,6 +331,22 @@ def _block_sum(a: NDArray[np.float32] | NDArray[np.bool_], size: int) -> NDArray
     return out
 
 
+def _valid_block_sums(z: F32, size: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Sum and count of the finite cells per size x size block of ``z`` (shape a multiple of size).
+
+    A block without holes (the usual DSM) is summed by OpenCV's integer-factor area
+    resize, several times faster than the masked strided sums (float32 means: about
+    1e-5 m off on heights of hundreds of metres).
+    """
+    h, w = z.shape[0] // size, z.shape[1] // size
+    if size > 1 and h > 0 and w > 0 and bool(np.isfinite(z).all()):
+        means = cv2.resize(np.ascontiguousarray(z, dtype=np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        area = float(size * size)
+        return np.asarray(means, dtype=np.float64) * area, np.full((h, w), area)
+    good = np.isfinite(z)
+    return _block_sum(np.where(good, z, np.float32(0.0)), size), _block_sum(good, size)
+
+
 def import_dsm(
     path: Path, raw_out: Path, cells_per_block: int = 32, overview_longest: int = 512, read_size: int = 2048
 ) -> tuple[DsmSource, HeightRange, HeightRange]:
@@ -374,11 +387,9 @@ def import_dsm(
             lo = _block_reduce(_nan_padded(z, b), b, np.fmin)
             zmax[r0 // b : r0 // b + hi.shape[0], c0 // b : c0 // b + hi.shape[1]] = hi
             zmin[r0 // b : r0 // b + lo.shape[0], c0 // b : c0 // b + lo.shape[1]] = lo
-            zf = _nan_padded(z, f)
-            good = ~np.isnan(zf)
-            hh, ww = zf.shape
-            osum[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(np.where(good, zf, np.float32(0.0)), f)
-            ocount[r0 // f : r0 // f + hh // f, c0 // f : c0 // f + ww // f] += _block_sum(good, f)
+            total, count = _valid_block_sums(_nan_padded(z, f), f)
+            osum[r0 // f : r0 // f + total.shape[0], c0 // f : c0 // f + total.shape[1]] += total
+            ocount[r0 // f : r0 // f + count.shape[0], c0 // f : c0 // f + count.shape[1]] += count
     raw.flush()
     del raw
     with np.errstate(invalid="ignore", divide="ignore"):
