@@ -2,7 +2,8 @@
 
 ``map_tasks`` is the one way stages fan work out: it submits one task per
 item with a deterministic key, logs per-task progress as tasks finish, and
-returns results in input order.
+returns results in input order. ``submit_tasks`` submits without waiting, to chain
+a second step per item or let the client work while the tasks run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from typing import Any, Callable, Sequence, TypeVar
 
 from dask.base import tokenize
-from distributed import Client, as_completed
+from distributed import Client, Future, as_completed
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,30 @@ class ProgressLine:
             )
 
 
+def submit_tasks(
+    client: Client,
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    *args: Any,
+    label: str,
+    item_names: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[Future]:
+    """Submit ``fn(item, *args, **kwargs)`` for every item as Dask tasks without waiting; futures in input order.
+
+    Keys as in :func:`map_tasks`. The futures can be the items of a later :func:`map_tasks`
+    call: each item's second step then starts as soon as its first is done, and the client
+    is free to do other work while the first steps run.
+    """
+    names = list(item_names) if item_names is not None else [str(i) for i in range(len(items))]
+    shared = tokenize(fn.__module__, fn.__qualname__, args, kwargs)
+    futures = []
+    for item, name in zip(items, names):
+        key = f"{label}-{name}-{tokenize(shared, item)}"
+        futures.append(client.submit(fn, item, *args, key=key, pure=False, **kwargs))
+    return futures
+
+
 def map_tasks(
     client: Client,
     fn: Callable[..., R],
@@ -61,12 +86,7 @@ def map_tasks(
     """
     if not items:
         return []
-    names = list(item_names) if item_names is not None else [str(i) for i in range(len(items))]
-    shared = tokenize(fn.__module__, fn.__qualname__, args, kwargs)
-    futures = []
-    for item, name in zip(items, names):
-        key = f"{label}-{name}-{tokenize(shared, item)}"
-        futures.append(client.submit(fn, item, *args, key=key, pure=False, **kwargs))
+    futures = submit_tasks(client, fn, items, *args, label=label, item_names=item_names, **kwargs)
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     progress = ProgressLine(label, len(futures))

@@ -505,3 +505,22 @@ def test_cells_ruled_out_of_a_frame_have_no_point_in_it() -> None:
         pz = (lo + rng.uniform(0, 1, cell.size) * (hi - lo)).astype(np.float32)
         u, v, _, ok = proj.project(px, py, pz)
         assert not (ok & inside_image(u, v, CAM.width, CAM.height, 0.5)).any()
+
+
+def test_dsm_block_sums_skip_holes_and_match_the_masked_sums() -> None:
+    """The area-resize path (no holes) and the masked path agree; holes neither count nor spoil a block."""
+    from pipeline.ortho.dsm import _block_sum, _valid_block_sums
+
+    rng = np.random.default_rng(3)
+    z = (rng.random((42, 56)) * 30.0 + 250.0).astype(np.float32)
+    total, count = _valid_block_sums(z, 7)
+    assert np.all(count == 49.0)
+    np.testing.assert_allclose(total, _block_sum(z, 7), rtol=1e-6)
+    holes = z.copy()
+    holes[3, 4] = np.nan
+    holes[7:14, 14:21] = np.nan  # one whole block
+    holes[20, 30] = np.inf
+    total, count = _valid_block_sums(holes, 7)
+    assert count[0, 0] == 48.0 and count[1, 2] == 0.0 and count[2, 4] == 48.0 and count[1, 1] == 49.0
+    assert np.isfinite(total).all()
+    np.testing.assert_allclose(total[0, 0], float(z[:7, :7].sum(dtype=np.float64)) - float(z[3, 4]), rtol=1e-6)

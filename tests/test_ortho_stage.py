@@ -178,3 +178,16 @@ def test_jpeg_cog_from_block_aligned_tiles(finished: Workspace, scene: Scene, cl
     assert 10 * np.log10(255.0**2 / mse) >= 33.0
     preview = cv2.imread(str(ws.orthophoto_preview_path), cv2.IMREAD_UNCHANGED)
     assert preview.shape[:2] == mask.shape and np.array_equal(preview[..., 3] > 0, mask)
+
+
+def test_an_image_that_decodes_to_another_size_fails_the_chained_preparation(scene: Scene, client: Client, tmp_path: Path) -> None:
+    """The decode task's error reaches the client through the per-image task chained on it."""
+    from models.errors import InputError
+
+    ws = _workspace(tmp_path / "run", scene)
+    bad = tmp_path / "small.jpg"
+    cv2.imwrite(str(bad), np.zeros((60, 80, 3), np.uint8))
+    records = [dataclasses.replace(r, path=bad) if i == 0 else r for i, r in enumerate(scene.records)]
+    ws.save_images(records, [])
+    with pytest.raises(InputError, match="decodes to"):
+        ortho.prepare_flight(ws, _config(tile_size=128), client)

@@ -1,11 +1,14 @@
-"""Per-image preparation (one Dask task per image).
+"""Per-image preparation (two Dask tasks per image, the second on the first's result).
 
-Decodes the image once, at the working scale (about one image pixel per
-ortho pixel; JPEG DCT reduction when the ortho is coarser than the images),
-and caches it as a raw .npy so tile tasks read only the crops they need
-(memory-mapped). Also caches the image reduced to the blending grid, measures
-its sharpness, and samples it on the flight-level seam grid: which seam cells
-it sees (in frame, not occluded by the DSM), its view cost there and its colour.
+:func:`decode_view` decodes the image once, at the working scale (about one image
+pixel per ortho pixel; JPEG DCT reduction when the ortho is coarser than the
+images), and caches it as a raw .npy so tile tasks read only the crops they need
+(memory-mapped); it also caches the image reduced to the blending grid and
+measures its sharpness. It needs only the ortho grid's resolution, so it runs
+while the client still pools the occluder DSM and samples the seam grid's heights.
+:func:`prepare_image` then builds the image's z-buffer and samples it on the
+flight-level seam grid: which seam cells it sees (in frame, not occluded by the
+DSM), its view cost there and its colour.
 """
 
 from __future__ import annotations
@@ -145,13 +148,13 @@ def load_occluders(plan: OrthoPlan, hr: HeightRange, bounds: tuple[float, float,
     return occluders_from_cells(x, y, z, jump, r, tol)
 
 
-def working_scale(view: ImageView, plan: OrthoPlan, ground_z: float) -> float:
-    """Image scale (<= 1) at which one image pixel is about one ortho pixel at nadir."""
+def working_scale(view: ImageView, resolution: float, ground_z: float) -> float:
+    """Image scale (<= 1) at which one image pixel is about one ortho pixel (``resolution``) at nadir."""
     height = float(view.center[2]) - ground_z
     if height <= 0:
         return 1.0
     image_gsd = height / view.camera.focal_px
-    return float(min(1.0, image_gsd / plan.grid.resolution))
+    return float(min(1.0, image_gsd / resolution))
 
 
 def _resize(img: U8, width: int, height: int) -> U8:
@@ -175,15 +178,15 @@ def sample_image(img: NDArray[Any], u: F32, v: F32, interpolation: int = cv2.INT
     return np.asarray(out.reshape(rows * cols, -1)[:n], dtype=np.float32)
 
 
-def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> tuple[ImageView, SeamInput]:
-    """Dask task: cache the image's pixels and sample it on the seam grid.
+def decode_view(view: ImageView, resolution: float, ground_z: float, low_factor: int, ws: Workspace) -> ImageView:
+    """Dask task: decode the image at the working scale and cache it, with its blending-grid copy.
 
-    Returns the filled view and the image's seam samples (small: one value per seam cell of
-    its footprint), which go straight to the client instead of through a file.
+    Needs only the ortho grid's ``resolution`` and the flight's ground height, so the stage
+    submits it before the occluder DSM and the seam grid exist and pools and samples those on
+    the client while the images decode; :func:`prepare_image` then takes the returned view.
     """
     cam = view.camera
-    ground = plan.dsm.fill_height
-    scale = working_scale(view, plan, ground)
+    scale = working_scale(view, resolution, ground_z)
     reduce = exact_reduction(cam.width, cam.height, int(math.floor(1.0 / scale + 1e-6)))
     img = read_image_rgb(Path(view.path), reduce)
     if img.shape[1] * reduce != cam.width or img.shape[0] * reduce != cam.height:
@@ -195,34 +198,48 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> tuple[Imag
     work_h = max(1, int(round(cam.height * scale)))
     work = _resize(img, work_w, work_h)
     del img
-    f = plan.params.low_factor
+    f = max(1, low_factor)
     low_w, low_h = max(1, int(round(work_w / f))), max(1, int(round(work_h / f)))
     low = _resize(work, low_w, low_h)
     work_path = ws.ortho_image_cache_path(view.name, "work")
     low_path = ws.ortho_image_cache_path(view.name, "low")
     ws.save_ortho_array(work_path, work)
     ws.save_ortho_array(low_path, low)
-    sharp = sharpness(work)
-
-    # -- samples on the seam grid -------------------------------------------------------
-    sg = plan.seam_grid
-    win = window_covering(sg, view.footprint)
-    filled = dataclasses.replace(
+    return dataclasses.replace(
         view,
         work_cache=str(work_path),
         work_size=(work_w, work_h),
         low_cache=str(low_path),
         low_size=(low_w, low_h),
-        sharpness=sharp,
-        seam_window=win,
+        sharpness=sharpness(work),
     )
+
+
+def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> tuple[ImageView, SeamInput]:
+    """Dask task: the z-buffer of an image decoded by :func:`decode_view` and its seam-grid samples.
+
+    Returns the filled view and the image's seam samples (small: one value per seam cell of
+    its footprint), which go straight to the client instead of through a file.
+    """
+    cam = view.camera
+    ground = plan.dsm.fill_height
+    work_w, work_h = view.work_size
+    low_w, low_h = view.low_size
+
+    # -- samples on the seam grid -------------------------------------------------------
+    sg = plan.seam_grid
+    win = window_covering(sg, view.footprint)
+    filled = dataclasses.replace(view, seam_window=win)
     if win.width == 0 or win.height == 0:
         empty = SeamInput(win, np.zeros((0, 0), bool), np.zeros((0, 0), np.float32), np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 2), np.float32))
         return filled, empty
     seam_scale = min(1.0, (work_w / cam.width) * plan.grid.resolution / sg.resolution)
     seam_w, seam_h = max(1, int(round(cam.width * seam_scale))), max(1, int(round(cam.height * seam_scale)))
     # The same reduction as the blending copy when the sizes agree (they do at the default factors).
-    seam_img = low if (seam_w, seam_h) == (low_w, low_h) else _resize(work, seam_w, seam_h)
+    if (seam_w, seam_h) == (low_w, low_h):
+        seam_img = np.load(view.low_cache)
+    else:
+        seam_img = _resize(np.load(view.work_cache), seam_w, seam_h)
     hr = load_height_range(plan)
     region = window_bounds(sg, win)
     z_lo, z_hi = hr.range_in(region, ground)

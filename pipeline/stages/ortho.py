@@ -39,11 +39,11 @@ from pipeline.config import Config, Interpolation, OrthoConfig
 from pipeline.ortho import flight
 from pipeline.ortho.dsm import heights_on_grid, import_dsm, pool_dsm
 from pipeline.ortho.plan import ImageView, OrthoParams, OrthoPlan
-from pipeline.ortho.prep import prepare_image
+from pipeline.ortho.prep import decode_view, prepare_image
 from pipeline.ortho.seams import SeamWeights
 from pipeline.ortho.select import ViewWeights
 from pipeline.ortho.tile import TileResult, render_tile
-from pipeline.progress import map_tasks
+from pipeline.progress import map_tasks, submit_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, atomic_path
 
@@ -108,15 +108,6 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     geo = flight.flight_geometry(rec, dsm, overview)
     res = oc.gsd_factor * geo.gsd_m
     grid = GridSpec.covering(rec.crs, *geo.bounds, res)
-    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
-    with atomic_path(ws.ortho_occluders_path) as tmp:
-        pooled_grid = pool_dsm(dsm, pool, tmp)
-    ws.save_ortho_arrays(
-        ws.ortho_heights_path,
-        grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
-        z_min=hr.z_min,
-        z_max=hr.z_max,
-    )
     z_hi = float(np.nanmax(hr.z_max)) if np.isfinite(hr.z_max).any() else geo.z_range[1]
     paths: dict[str, Path] = {}
     skipped: list[SkippedItem] = []
@@ -130,10 +121,24 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     views = flight.image_views(rec, paths, geo.footprints, z_hi)
     if not views:
         raise InputError("no registered image has a readable file; run ingest and sfm on this flight first")
+    params = params_from_config(oc)
+    # The images decode on the workers while the client pools the occluder DSM and samples
+    # the seam grid's heights (which the second per-image step needs).
+    decoding = submit_tasks(
+        client, decode_view, views, res, dsm.fill_height, params.low_factor, ws, label="ortho-decode", item_names=[v.name for v in views]
+    )
+    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
+    with atomic_path(ws.ortho_occluders_path) as tmp:
+        pooled_grid = pool_dsm(dsm, pool, tmp)
+    ws.save_ortho_arrays(
+        ws.ortho_heights_path,
+        grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
+        z_min=hr.z_min,
+        z_max=hr.z_max,
+    )
     seam_grid = flight.seam_grid_for(grid, geo.gsd_m, oc.seam_cell_gsd, oc.seam_max_cells, oc.seam_cell_min_m)
     seam_z = heights_on_grid(dsm, seam_grid, Window(0, 0, seam_grid.width, seam_grid.height))
     ws.save_ortho_array(ws.ortho_seam_heights_path, seam_z)
-    params = params_from_config(oc)
     plan = OrthoPlan(
         grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params,
         str(ws.ortho_occluders_path), pooled_grid, str(ws.ortho_seam_heights_path),
@@ -150,7 +155,8 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     )
     t_plan = time.perf_counter()
 
-    prepared = map_tasks(client, prepare_image, views, plan, ws, label="ortho-prep", item_names=[v.name for v in views])
+    prepared = map_tasks(client, prepare_image, decoding, plan, ws, label="ortho-prep", item_names=[v.name for v in views])
+    del decoding
     views = flight.with_blur_penalties([v for v, _ in prepared])
     inputs = [s for _, s in prepared]
     del prepared
