@@ -108,7 +108,12 @@ class _View:
         if zb is None:
             return np.zeros(frame.shape, bool)
         # Every point is looked up (points off the frame fall in the buffer's +inf ring).
-        return frame & (hidden_by(zb, u, v, d, self.cam.focal_px, self.tol) <= 0)
+        # hidden_by(...) <= 0 rearranged, d - (nearest + tol + d * cell / f) <= 0, to one
+        # multiply, one subtraction and the comparison.
+        near = zb.lookup(u, v)
+        lhs = d * np.float32(1.0 - zb.cell / self.cam.focal_px)
+        lhs -= np.float32(self.tol)
+        return frame & (lhs <= near)
 
     def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
         """The projection at the tile's seam-cell corners (made once per tile and image)."""
