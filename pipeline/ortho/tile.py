@@ -137,7 +137,7 @@ class _View:
 
     def _pixels(self) -> NDArray[np.uint8]:
         if self._image is None:
-            self._image = np.load(self.view.work_cache, mmap_mode="r")
+            self._image = _map_npy(self.view.work_cache)
         return self._image
 
     def _factors(self) -> F32:
@@ -781,6 +781,29 @@ def _load_low(path: str) -> NDArray[Any]:
     Small (the image reduced by the blending factor), but read by every tile the image reaches.
     """
     return _load_low_cached(path, _stamp(path))
+
+
+def _map_npy(path: str) -> NDArray[Any]:
+    """A .npy file memory-mapped read-only, as ``np.load(path, mmap_mode="r")``.
+
+    A tile maps each of its images anew (a kept mapping would hold every page it read), but
+    the header is parsed once per worker process while the file is unchanged: np.load's
+    header parsing costs several times the mapping itself.
+    """
+    shape, dtype, offset = _npy_layout(path, _stamp(path))
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_layout(path: str, stamp: tuple[int, int, int]) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """(shape, dtype, data offset) of a C-ordered .npy file."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        if fortran:
+            raise ValueError(f"{path}: a Fortran-ordered array, not an image cache")
+        return tuple(shape), np.dtype(dtype), fh.tell()
 
 
 def _stamp(path: str) -> tuple[int, int, int]:
