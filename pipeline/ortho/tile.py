@@ -18,7 +18,8 @@ For the tile's cells:
    same correction along the shared border.
 4. Per image, its cells are sampled from the memory-mapped image cache (bilinear or bicubic),
    times the flight-level gains and brightness field, plus the low-band correction, and
-   written into the tile as 8-bit pixels, cell block by cell block.
+   written into the tile as 8-bit pixels, cell block by cell block. The two smooth fields are
+   taken at the seam cells' corners and interpolated with the projection's cell weights.
 
 Saves the tile's COG blocks, compressed here, and its pixel sums for the overviews
 (:mod:`drone_io.cog_blocks`); returns where they lie and small figures.
