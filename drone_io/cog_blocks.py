@@ -241,6 +241,29 @@ def _tile_sums(rgb: U8, mask: NDArray[np.bool_]) -> NDArray[np.float32]:
     return np.asarray(rgba, np.float32)
 
 
+def _quad_sums(rgb: U8, mask: NDArray[np.bool_]) -> NDArray[np.float32]:
+    """(ceil(h/2), ceil(w/2), 4) float32: :func:`_tile_sums` added over 2x2 pixels, in integers.
+
+    The first halving reads the whole tile, so it stays in 8 and 16 bits: rows are added
+    in pairs into uint16, then columns in pairs with the four uint16 channels of a pixel
+    packed in one uint64 (each lane at most 4 * 255, so no carry crosses lanes); only the
+    quarter-size result becomes float. Coverage is added as 255 and divided back (exact).
+    """
+    rgba = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
+    if not mask.all():
+        rgba = cv2.copyTo(rgba, np.ascontiguousarray(mask).view(np.uint8))
+    h, w = mask.shape
+    if h % 2 or w % 2:
+        rgba = cv2.copyMakeBorder(rgba, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    pairs = rgba.reshape(h2, 2, 2 * w2, 4)
+    rows = np.add(pairs[:, 0], pairs[:, 1], dtype=np.uint16).view(np.uint64).reshape(h2, 2 * w2)
+    quads = np.add(rows[:, 0::2], rows[:, 1::2]).view(np.uint16).reshape(h2, w2, 4)
+    out = quads.astype(np.float32)
+    np.divide(out[..., 3], np.float32(255.0), out=out[..., 3])
+    return out
+
+
 def _halve_f32(s: NDArray[np.float32]) -> NDArray[np.float32]:
     """Sums over 2x2 cells (OpenCV's area resampling at an exact factor of 2 is their mean)."""
     h, w = s.shape[:2]
@@ -259,22 +282,22 @@ def write_tile_blocks(path: Path, window: Window, rgb: U8, mask: NDArray[np.bool
     if window.row_off % plan.tile_size or window.col_off % plan.tile_size:
         raise ValueError(f"tile window {window} does not start on the {plan.tile_size}-px tile grid")
     spans: list[BlockSpan] = []
-    sums = _tile_sums(rgb, mask)
+    sums: NDArray[np.float32] | None = None
     kept: Sums | None = None
     kept_at = 0
     try:
         with open(path, "wb") as fh:
             for k in range(max(plan.tile_levels, plan.kept_level) + 1):
                 if k:
-                    sums = _halve_f32(sums)
+                    sums = _quad_sums(rgb, mask) if sums is None else _halve_f32(sums)
                 if k == plan.kept_level:
-                    kept = sums.astype(sum_dtype(k))
+                    kept = (_tile_sums(rgb, mask) if sums is None else sums).astype(sum_dtype(k))
                     kept_at = fh.tell()
                     fh.write(kept.tobytes())
                 if k > plan.tile_levels:
                     continue
                 lw = plan.window_at(window, k)
-                level_rgb, level_mask = (rgb, mask) if k == 0 else mean_of(sums)
+                level_rgb, level_mask = (rgb, mask) if sums is None else mean_of(sums)
                 for br, bc, bw in plan.blocks_in(window, k):
                     sl = bw.relative_to(lw).slices
                     img, msk = encode_block(level_rgb[sl], level_mask[sl], plan.compression, plan.jpeg_quality)

@@ -264,3 +264,21 @@ def test_open_overview_blocks_stay_a_row_per_level(tmp_path: Path) -> None:
         top = ds.overviews(1)[-1]
         ovr = ds.read([1, 2, 3], out_shape=(3, -(-height // top), -(-width // top)))
         assert ovr.std(axis=(1, 2)).min() > 10  # the tiles' colours reach the top overview
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (7, 9), (1, 1), (300, 301)])
+@pytest.mark.parametrize("covered", ["all", "some", "none"])
+def test_integer_quad_sums_equal_the_float_sums(height: int, width: int, covered: str) -> None:
+    """The first 2x2 sums, made in 8/16-bit integers, are the float sums of the covered pixels (odd edges padded empty)."""
+    rng = np.random.default_rng(height * 1000 + width)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = {"all": np.ones((height, width), bool), "some": rng.random((height, width)) > 0.4, "none": np.zeros((height, width), bool)}[covered]
+    got = cb._quad_sums(rgb, mask)
+    want = np.zeros(((height + 1) // 2, (width + 1) // 2, 4), np.float64)
+    vals = np.concatenate([rgb * mask[..., None], mask[..., None]], axis=2).astype(np.float64)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            part = vals[dy::2, dx::2]
+            want[: part.shape[0], : part.shape[1]] += part
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)

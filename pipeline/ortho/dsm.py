@@ -153,7 +153,7 @@ def _step_cells(z: F32, fr: NDArray[np.intp], fc: NDArray[np.intp], step: np.flo
     sorted_ = fr.size > 0 and fc.size > 0 and bool(np.all(fr[1:] >= fr[:-1])) and bool(np.all(fc[1:] >= fc[:-1]))
     if sorted_ and (int(fr[-1]) - int(fr[0]) + 2) * (int(fc[-1]) - int(fc[0]) + 2) <= 2 * fr.size * fc.size:
         r0, c0 = int(fr[0]), int(fc[0])
-        block = np.ascontiguousarray(z[r0 : int(fr[-1]) + 2, c0 : int(fc[-1]) + 2])
+        block = z[r0 : int(fr[-1]) + 2, c0 : int(fc[-1]) + 2]  # OpenCV takes the strided view: no copy
         k = np.ones((2, 2), np.uint8)
         span = cv2.dilate(block, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) - cv2.erode(
             block, k, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE

@@ -18,7 +18,8 @@ For the tile's cells:
    same correction along the shared border.
 4. Per image, its cells are sampled from the memory-mapped image cache (bilinear or bicubic),
    times the flight-level gains and brightness field, plus the low-band correction, and
-   written into the tile as 8-bit pixels, cell block by cell block.
+   written into the tile as 8-bit pixels, cell block by cell block. The two smooth fields are
+   taken at the seam cells' corners and interpolated with the projection's cell weights.
 
 Saves the tile's COG blocks, compressed here, and its pixel sums for the overviews
 (:mod:`drone_io.cog_blocks`); returns where they lie and small figures.
@@ -108,7 +109,12 @@ class _View:
         if zb is None:
             return np.zeros(frame.shape, bool)
         # Every point is looked up (points off the frame fall in the buffer's +inf ring).
-        return frame & (hidden_by(zb, u, v, d, self.cam.focal_px, self.tol) <= 0)
+        # hidden_by(...) <= 0 rearranged, d - (nearest + tol + d * cell / f) <= 0, to one
+        # multiply, one subtraction and the comparison.
+        near = zb.lookup(u, v)
+        lhs = d * np.float32(1.0 - zb.cell / self.cam.focal_px)
+        lhs -= np.float32(self.tol)
+        return frame & (lhs <= near)
 
     def corner_maps(self, lattice: "CellLattice") -> "CornerMaps":
         """The projection at the tile's seam-cell corners (made once per tile and image)."""
@@ -130,6 +136,16 @@ class _View:
     def cost(self, x: F32, y: F32, z: F32, gsd_ref: float, plan: OrthoPlan) -> F32:
         return view_cost(self.proj.center_local, self.view.camera.focal_px, x, y, z, gsd_ref, plan.params.view, self.view.blur_penalty)
 
+    def _pixels(self) -> NDArray[np.uint8]:
+        if self._image is None:
+            self._image = _map_npy(self.view.work_cache)
+        return self._image
+
+    def _factors(self) -> F32:
+        if self._lattice is None:
+            self._lattice = self._gain_lattice()
+        return self._lattice
+
     def render(self, u: F32, v: F32, cx: F32, cy: F32, field: F32) -> NDArray[np.uint8]:
         """Final colours (..., 3) uint8 of points at working-image pixels (u, v), given as 2-D maps of one shape.
 
@@ -140,16 +156,48 @@ class _View:
         evaluated (times the gains) on a lattice every ``_FIELD_STEP`` pixels
         and interpolated: a point gets the same factor whichever tile asks.
         Each pass is one SIMD cv2 call over the maps (at most 32767 a side).
+        Used for scattered points; whole seam cells go through :meth:`render_cells`.
         """
-        if self._image is None:
-            self._image = np.load(self.view.work_cache, mmap_mode="r")
-        if self._lattice is None:
-            self._lattice = self._gain_lattice()
-        pix = cv2.remap(self._image, u, v, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
+        pix = cv2.remap(self._pixels(), u, v, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
         s = np.float32(1.0 / _FIELD_STEP)
-        fac = cv2.remap(self._lattice, u * s, v * s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        fac = cv2.remap(self._factors(), u * s, v * s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         corr = cv2.remap(field, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return np.asarray(cv2.add(cv2.multiply(pix, fac, dtype=cv2.CV_32F), corr, dtype=cv2.CV_8U), np.uint8)
+
+    def corner_factors(self, lattice: "CellLattice", field: F32, cx: F32, cy: F32) -> F32:
+        """(6, R, C) at the tile's seam-cell corners: gains times brightness field (3), low-band correction (3).
+
+        ``cx`` (C,) and ``cy`` (R,) are the corners' coarse-grid positions. Both fields are
+        smooth (the brightness field over the frame, the correction a blur three blending
+        sigmas wide), so inside a cell they are interpolated from its corners with the
+        projection's weights (:meth:`render_cells`) instead of sampled pixel by pixel.
+        The corners of cells the projection does not interpolate (rough, or beyond the
+        lens field) are sampled at their own projection, clamped to the frame (a corner
+        with no finite projection at the frame's origin).
+        """
+        q = self.corner_maps(lattice).q
+        s = np.float32(1.0 / _FIELD_STEP)
+        mu = np.nan_to_num(q[0] * s, nan=0.0, posinf=0.0, neginf=0.0)
+        mv = np.nan_to_num(q[1] * s, nan=0.0, posinf=0.0, neginf=0.0)
+        fac = cv2.remap(self._factors(), mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        shape = q.shape[1:]
+        mx = np.ascontiguousarray(np.broadcast_to(cx[None, :], shape))
+        my = np.ascontiguousarray(np.broadcast_to(cy[:, None], shape))
+        corr = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return np.ascontiguousarray(np.concatenate([fac, corr], axis=2).transpose(2, 0, 1), dtype=np.float32)
+
+    def render_cells(self, part: "_CellPart", lattice: "CellLattice", factors: F32) -> NDArray[np.uint8]:
+        """Final colours (n * ki, ki, 3) uint8 of a chunk of seam cells, cell after cell.
+
+        The image is sampled at the pixels' projections; the gains, brightness field and
+        correction come from ``factors`` (:meth:`corner_factors`) interpolated with the
+        cell weights in one matrix product, channel plane by plane.
+        """
+        pix = cv2.remap(self._pixels(), part.u, part.v, self.interpolation, borderMode=cv2.BORDER_REPLICATE)
+        vals = lattice.spread(factors, part.rows, part.cols).reshape(6, *part.u.shape)
+        planes = cv2.split(pix)
+        out = [cv2.add(cv2.multiply(planes[i], vals[i], dtype=cv2.CV_32F), vals[3 + i], dtype=cv2.CV_8U) for i in range(3)]
+        return np.asarray(cv2.merge(out), np.uint8)
 
     def render_points(self, u: F32, v: F32, cx: F32, cy: F32, field: F32) -> NDArray[np.uint8]:
         """:meth:`render` of 1-D points: (n, 3) uint8, the points packed as rows of a 2-D map."""
@@ -280,6 +328,12 @@ class CellLattice:
         good = ok[:-1, :-1] & ok[:-1, 1:] & ok[1:, :-1] & ok[1:, 1:] & ~self.rough
         return CornerMaps(q, good, float(proj.pose.R[2, 2]))
 
+    def spread(self, q: F32, r: I64, c: I64) -> F32:
+        """(m, n * ki * ki): values ``q`` (m, R, C) at the corners interpolated to the pixels of cells (r, c), cell after cell."""
+        m, n = q.shape[0], r.shape[0]
+        corners = np.stack([q[:, r, c], q[:, r, c + 1], q[:, r + 1, c], q[:, r + 1, c + 1]], axis=-1)  # (m, n, 4)
+        return np.matmul(corners.reshape(m * n, 4), self.weights).reshape(m, n * self.ki * self.ki)
+
     def interpolate(self, maps: CornerMaps, r: I64, c: I64, z: F32) -> tuple[F32, F32, F32, BoolArray]:
         """(u, v, depth, exact) at the pixels of cells (r, c), cell after cell (ki*ki pixels each, row-major).
 
@@ -287,10 +341,7 @@ class CellLattice:
         does not cover, which the caller projects exactly.
         """
         kk = self.ki * self.ki
-        n = r.shape[0]
-        q = maps.q
-        corners = np.stack([q[:, r, c], q[:, r, c + 1], q[:, r + 1, c], q[:, r + 1, c + 1]], axis=-1)  # (6, n, 4)
-        vals = np.matmul(corners.reshape(6 * n, 4), self.weights).reshape(6, n * kk)
+        vals = self.spread(maps.q, r, c)
         dz = z - vals[5]
         u = vals[3] * dz
         u += vals[0]
@@ -561,11 +612,13 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     pending = np.flatnonzero(final < 0)
     picks: dict[int, list[tuple[I64, F32, F32]]] = {}
     occluded = np.zeros(0, np.int64)
+    unfilled = pending  # pixels no image has
     if pending.size and ctx:
         pr, pc = np.divmod(pending, w)
         pcells = _PendingCells.build(lattice, z_all.reshape(sub.shape[0], ki, sub.shape[1], ki), (pr + ro) // ki, (pc + co) // ki)
         best, bu, bv, occ = _fallback(px_all[co + pc], py_all[ro + pr], z_all[ro + pr, co + pc], ctx, plan, pcells)
         final[pr, pc] = best
+        unfilled = pending[best < 0]
         occluded = pending[occ]
         for k in (int(j) for j in np.unique(best[best >= 0])):
             take = np.flatnonzero(best == k)
@@ -621,22 +674,22 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     # Coarse-grid positions of the padded pixels' rows and columns.
     rows_in_ext = ((np.arange(padded.height) + (padded.row_off - ext.row_off) + 0.5) / f - 0.5).astype(np.float32)
     cols_in_ext = ((np.arange(padded.width) + (padded.col_off - ext.col_off) + 0.5) / f - 0.5).astype(np.float32)
-    rows_c, cols_c = rows_in_ext.reshape(-1, ki), cols_in_ext.reshape(-1, ki)
+    # ... and of the seam cells' corners (pixel edges every ki pixels).
+    corner_cy = ((np.arange(sub.shape[0] + 1) * ki + (padded.row_off - ext.row_off)) / f - 0.5).astype(np.float32)
+    corner_cx = ((np.arange(sub.shape[1] + 1) * ki + (padded.col_off - ext.col_off)) / f - 0.5).astype(np.float32)
     rgb_all = np.zeros((padded.height, padded.width, 3), np.uint8)
     rgb_cells = rgb_all.reshape(sub.shape[0], ki, sub.shape[1], ki, 3)
     for k, chunks in cell_parts.items():
-        field = np.ascontiguousarray(deltas[k], dtype=np.float32)
+        factors = ctx[k].corner_factors(lattice, np.ascontiguousarray(deltas[k], dtype=np.float32), corner_cx, corner_cy)
         for c in chunks:
             # Every pixel of the cells, seen or not: the ones the image does not see are
             # overwritten below (or cleared), which costs less than compressing the chunk.
             n = c.rows.shape[0]
-            cx = np.broadcast_to(cols_c[c.cols][:, None, :], (n, ki, ki)).reshape(n * ki, ki)
-            cy = np.broadcast_to(rows_c[c.rows][:, :, None], (n, ki, ki)).reshape(n * ki, ki)
-            rgb_cells[c.rows, :, c.cols, :] = ctx[k].render(c.u, c.v, cx, cy, field).reshape(n, ki, ki, 3)
+            rgb_cells[c.rows, :, c.cols, :] = ctx[k].render_cells(c, lattice, factors).reshape(n, ki, ki, 3)
     rgb = rgb_all[ro : ro + h, co : co + w]
+    if unfilled.size:
+        rgb[unfilled // w, unfilled % w] = 0
     if pending.size:
-        pr, pc = np.divmod(pending, w)
-        rgb[pr, pc] = 0
         for k, parts in picks.items():
             field = np.ascontiguousarray(deltas[k], dtype=np.float32)
             for idx, u, v in parts:
@@ -692,11 +745,14 @@ _DZ_STEP = 0.5
 # hull's edges: about 0.75 |k1| r l of an edge of normalised length l at radius r).
 _FRAME_SLACK = 2.0
 _FRAME_BEND = 0.5
-# Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated.
-_FIELD_STEP = 8
+# Spacing (working-image pixels) of the lattice on which an image's brightness field is evaluated
+# (a low-order polynomial over the frame: bilinear between lattice points errs by (32 px)^2 / 8
+# times its curvature, 2e-5 of the factor on the bench flight; the lattice of every image of a
+# flight stays small enough to be kept per worker).
+_FIELD_STEP = 32
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=128)
 def _gain_lattice(width: int, height: int, cx: float, cy: float, shading: tuple[float, ...], gain: tuple[float, ...]) -> F32:
     """(rows, cols, 3) gains times the brightness-field factor at every ``_FIELD_STEP``-th pixel.
 
@@ -728,6 +784,29 @@ def _load_low(path: str) -> NDArray[Any]:
     Small (the image reduced by the blending factor), but read by every tile the image reaches.
     """
     return _load_low_cached(path, _stamp(path))
+
+
+def _map_npy(path: str) -> NDArray[Any]:
+    """A .npy file memory-mapped read-only, as ``np.load(path, mmap_mode="r")``.
+
+    A tile maps each of its images anew (a kept mapping would hold every page it read), but
+    the header is parsed once per worker process while the file is unchanged: np.load's
+    header parsing costs several times the mapping itself.
+    """
+    shape, dtype, offset = _npy_layout(path, _stamp(path))
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_layout(path: str, stamp: tuple[int, int, int]) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """(shape, dtype, data offset) of a C-ordered .npy file."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        if fortran:
+            raise ValueError(f"{path}: a Fortran-ordered array, not an image cache")
+        return tuple(shape), np.dtype(dtype), fh.tell()
 
 
 def _stamp(path: str) -> tuple[int, int, int]:
