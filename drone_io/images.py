@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import exifread
-import numpy as np
-from numpy.typing import NDArray
 
 from drone_io.xmp import DjiXmp, extract_xmp_packet, parse_dji_xmp
 from models.errors import InputError

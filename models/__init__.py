@@ -44,6 +44,7 @@ __all__ = [
     "PositionSeries",
     "PositionSource",
     "Projector",
+    "Reconstruction",
     "ReconstructionError",
     "RegisteredImage",
     "SkippedItem",

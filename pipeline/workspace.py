@@ -24,15 +24,16 @@ import json
 import os
 import shutil
 import uuid
-
-import numpy as np
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
 
 import numpy as np
+from numpy.typing import NDArray
 
+from drone_io.cog_blocks import BlockPlan, TileBlocks, write_tile_blocks
+from drone_io.depthmap_io import read_depthmap, write_depthmap
 from drone_io.reconstruction_io import (
     read_points_npz,
     reconstruction_from_json,
@@ -41,22 +42,15 @@ from drone_io.reconstruction_io import (
 )
 from models.camera import CameraModel
 from models.codec import from_jsonable, to_jsonable
+from models.depthmap import DepthMap
 from models.errors import InputError, WorkspaceError
 from models.features import ImageFeatures, PairGeometry, PairMatches, PairStat
 from models.gcp import GcpSet
 from models.image import ImageRecord, SkippedItem
+from models.raster import GridSpec, Window
 from models.reconstruction import Reconstruction
 from models.sfm_report import SfmReport
 from models.track import FlightTrack
-
-# -- issue 6 (dense / DEM) imports --
-import numpy as np
-from numpy.typing import NDArray
-
-from drone_io.cog_blocks import BlockPlan, TileBlocks, write_tile_blocks
-from drone_io.depthmap_io import read_depthmap, write_depthmap
-from models.depthmap import DepthMap
-from models.raster import GridSpec, Window
 from pipeline.dem.ground import GroundSurface
 from pipeline.dem.surfaces import SurfaceTile
 from pipeline.dense.fusion import FusedPoints

@@ -509,13 +509,13 @@ def test_cells_ruled_out_of_a_frame_have_no_point_in_it() -> None:
 
 def test_dsm_block_sums_skip_holes_and_match_the_masked_sums() -> None:
     """The area-resize path (no holes) and the masked path agree; holes neither count nor spoil a block."""
-    from pipeline.ortho.dsm import _block_sum, _valid_block_sums
+    from pipeline.ortho.dsm import block_sum, _valid_block_sums
 
     rng = np.random.default_rng(3)
     z = (rng.random((42, 56)) * 30.0 + 250.0).astype(np.float32)
     total, count = _valid_block_sums(z, 7)
     assert np.all(count == 49.0)
-    np.testing.assert_allclose(total, _block_sum(z, 7), rtol=1e-6)
+    np.testing.assert_allclose(total, block_sum(z, 7), rtol=1e-6)
     holes = z.copy()
     holes[3, 4] = np.nan
     holes[7:14, 14:21] = np.nan  # one whole block

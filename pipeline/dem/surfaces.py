@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from models.raster import GridSpec, Window
 from pipeline.dem.grid import cell_percentile, fill_and_smooth, interpolate_fill, median_smooth, nearest_fill
-from pipeline.dem.ground import GROUND, LOW_NOISE, GroundSurface
+from pipeline.dem.ground import LOW_NOISE, GroundSurface
 
 F32 = NDArray[np.float32]
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -96,18 +97,6 @@ class DsmWindow:
         c0, r0 = c0 - c0 % a, r0 - r0 % a
         c1, r1 = c1 + (-c1) % a, r1 + (-r1) % a
         return cls.read(dsm, Window(c0, r0, max(a, c1 - c0), max(a, r1 - r0)))
-
-    def max_pooled(self, factor: int) -> "DsmWindow":
-        """Highest height per block of ``factor`` x ``factor`` cells (conservative for occlusion)."""
-        if factor <= 1:
-            return self
-        h, w = self.z.shape
-        bh, bw = -(-h // factor), -(-w // factor)
-        pad = np.full((bh * factor, bw * factor), -np.inf, np.float32)
-        pad[:h, :w] = self.z
-        z = pad.reshape(bh * factor, bw, factor).max(axis=2).reshape(bh, factor, bw).max(axis=1)
-        g = self.grid
-        return DsmWindow(GridSpec(g.crs, g.x_min, g.y_max, g.resolution * factor, bw, bh), z.astype(np.float32))
 
     def sample(self, grid: GridSpec, window: Window, step_m: float | None = None) -> F32:
         """Heights at the cell centres of ``window`` of ``grid`` (bilinear, clamped at the block's edge).
@@ -323,8 +312,8 @@ def _nan_padded(z: F32, size: int) -> F32:
     return pad
 
 
-def _block_sum(a: NDArray[np.float32] | NDArray[np.bool_], size: int) -> NDArray[np.float64]:
-    """Sums over size x size blocks (shape a multiple of size), by strided passes."""
+def block_sum(a: NDArray[Any], size: int) -> NDArray[np.float64]:
+    """Sums over size x size blocks of the first two axes (their sizes multiples of size), by strided passes."""
     cols = np.array(a[:, 0::size], dtype=np.float64)
     for k in range(1, size):
         cols += a[:, k::size]
@@ -347,7 +336,7 @@ def _valid_block_sums(z: F32, size: int) -> tuple[NDArray[np.float64], NDArray[n
         area = float(size * size)
         return np.asarray(means, dtype=np.float64) * area, np.full((h, w), area)
     good = np.isfinite(z)
-    return _block_sum(np.where(good, z, np.float32(0.0)), size), _block_sum(good, size)
+    return block_sum(np.where(good, z, np.float32(0.0)), size), block_sum(good, size)
 
 
 def _read_ahead(path: Path, windows: list[Window], ahead: int = 2) -> Iterator[tuple[Window, F32]]:

@@ -187,9 +187,3 @@ def fit_shading(
         c = per * n + 2 * camera_of[img]
         out[img, 5:] = x[c : c + 2]
     return out
-
-
-def apply_gain(rgb: NDArray[np.float32] | U8, gain: NDArray[np.float64] | tuple[float, float, float]) -> F32:
-    """Colour samples (..., 3) times per-channel gains, as float32 (not clipped)."""
-    g = np.asarray(gain, dtype=np.float32).reshape((1,) * (np.ndim(rgb) - 1) + (3,))
-    return np.asarray(rgb, dtype=np.float32) * g

@@ -21,10 +21,9 @@ from models.raster import GridSpec, Window
 from models.reconstruction import Reconstruction
 from pipeline.ortho.dsm import DsmSource, HeightRange
 from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_shading, overlap_stats, shading_factor, solve_gains
-from pipeline.ortho.plan import ImageView, window_covering
+from pipeline.ortho.plan import ImageView
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost, solve_labels
 from pipeline.ortho.select import blur_penalties
-from pipeline.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +93,9 @@ def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slic
         a = inputs[i]
         for j in range(i + 1, len(inputs)):
             b = inputs[j]
-            c0 = max(a.window.col_off, b.window.col_off)
-            r0 = max(a.window.row_off, b.window.row_off)
-            c1 = min(a.window.col_off + a.window.width, b.window.col_off + b.window.width)
-            r1 = min(a.window.row_off + a.window.height, b.window.row_off + b.window.height)
-            if c1 <= c0 or r1 <= r0:
+            inter = a.window.intersection(b.window)
+            if not (inter.width and inter.height):
                 continue
-            inter = Window(c0, r0, c1 - c0, r1 - r0)
             out.append((i, j, inter.relative_to(a.window).slices, inter.relative_to(b.window).slices))
     return out
 
@@ -211,7 +206,3 @@ def tile_candidates(grid: GridSpec, window: Window, margin_px: int, views: list[
     ext = window.expanded(margin_px, grid.width, grid.height)
     b = window_bounds(grid, ext)
     return [v for v in views if bounds_intersect(v.footprint, b)]
-
-
-def covering_window(grid: GridSpec, bounds: tuple[float, float, float, float]) -> Window:
-    return window_covering(grid, bounds)

@@ -161,8 +161,3 @@ def inside_image(u: F32, v: F32, width: int, height: int, margin: float = 0.0) -
     """
     lo = np.float32(margin)
     return (u >= lo) & (v >= lo) & (u <= np.float32(width - 1 - margin)) & (v <= np.float32(height - 1 - margin))
-
-
-def ground_sample_distance(camera: CameraModel, height_above_ground: float) -> float:
-    """Nadir GSD (m/pixel) of a camera flying ``height_above_ground`` over the ground."""
-    return float(height_above_ground) / camera.focal_px

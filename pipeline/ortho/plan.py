@@ -80,10 +80,6 @@ class ImageView:
     def work_camera(self) -> CameraModel:
         return self.camera_at(self.work_size)
 
-    @property
-    def low_camera(self) -> CameraModel:
-        return self.camera_at(self.low_size)
-
 
 @dataclass(frozen=True, eq=False)
 class OrthoPlan:

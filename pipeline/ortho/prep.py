@@ -34,7 +34,7 @@ from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, window_bounds, window_covering
 from pipeline.ortho.seams import SeamInput
 from pipeline.ortho.select import sharpness, view_cost
-from pipeline.ortho.visibility import Occluders, build_zbuffer, occluder_bounds, occluders_from_cells, visible, zbuffer_cell
+from pipeline.ortho.visibility import Occluders, build_zbuffer, occluder_bounds, occluder_cells, occluders_from_cells, visible, zbuffer_cell
 from pipeline.workspace import Workspace
 
 U8 = NDArray[np.uint8]
@@ -100,15 +100,8 @@ def _occluder_block(
     missing = np.isnan(z)
     if missing.any():
         z[missing] = floor[missing]  # no data: no occluder
-    keep = z > floor + np.float32(tol)
-    keep[: r0 - er0] = False
-    keep[keep.shape[0] - (er1 - r1) :] = False
-    keep[:, : c0 - ec0] = False
-    keep[:, keep.shape[1] - (ec1 - c1) :] = False
-    rows, cols = np.nonzero(keep)
-    zk = z[rows, cols]
-    foot = cv2.erode(z, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    cells = _OccluderCells((rows + er0).astype(np.int32), (cols + ec0).astype(np.int32), zk, zk - foot[rows, cols])
+    rows, cols, zk, jump = occluder_cells(z, floor, tol, Window(c0 - ec0, r0 - er0, c1 - c0, r1 - r0))
+    cells = _OccluderCells((rows + er0).astype(np.int32), (cols + ec0).astype(np.int32), zk, jump)
     for a in (cells.rows, cells.cols, cells.z, cells.jump):
         a.flags.writeable = False
     return cells

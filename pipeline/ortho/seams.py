@@ -36,6 +36,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from models.raster import Window
+from pipeline.ortho.dsm import block_sum
 
 logger = logging.getLogger(__name__)
 
@@ -91,15 +92,6 @@ def seam_geometry_cost(z: F32, cell_m: float, weights: SeamWeights, ground_radiu
     slope = cv2.dilate(slope, np.ones((3, 3), np.uint8))
     above = cv2.dilate(above, np.ones((3, 3), np.uint8))
     return np.asarray(np.float32(weights.height) * above + np.float32(weights.slope) * slope, dtype=np.float32)
-
-
-def _intersection(a: Window, b: Window) -> Window | None:
-    c0, r0 = max(a.col_off, b.col_off), max(a.row_off, b.row_off)
-    c1 = min(a.col_off + a.width, b.col_off + b.width)
-    r1 = min(a.row_off + a.height, b.row_off + b.height)
-    if c1 <= c0 or r1 <= r0:
-        return None
-    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 class SeamSolver:
@@ -259,8 +251,8 @@ class SeamSolver:
         a_ok = np.zeros((h, w), bool)
         a_rgb = np.zeros((h, w, 3), np.float32)
         a_cost = np.zeros((h, w), np.float32)
-        ov = _intersection(box, win)
-        if ov is not None:
+        ov = box.intersection(win)
+        if ov.width and ov.height:
             ob, ow = ov.relative_to(box).slices, ov.relative_to(win).slices
             a_ok[ob] = inp.valid[ow]
             a_rgb[ob] = inp.rgb[ow]
@@ -364,12 +356,6 @@ class SeamSolver:
         return self.labels
 
 
-def _block_sum(a: NDArray[np.generic], f: int) -> NDArray[np.float64]:
-    """Sums over f x f blocks of the first two axes (their sizes multiples of f)."""
-    h, w = a.shape[0] // f, a.shape[1] // f
-    return np.asarray(a.reshape((h, f, w, f) + a.shape[2:]).sum(axis=(1, 3), dtype=np.float64))
-
-
 def coarsen(shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32, f: int = 2) -> tuple[tuple[int, int], list[SeamInput], F32]:
     """The seam problem on cells of f x f cells.
 
@@ -397,17 +383,17 @@ def coarsen(shape: tuple[int, int], inputs: list[SeamInput], geometry_cost: F32,
         # Cells past the grid's edge do not exist: they neither count nor spoil a block.
         in_grid = np.zeros((fh, fw), bool)
         in_grid[: max(0, min(fh, H - r0 * f)), : max(0, min(fw, W - c0 * f))] = True
-        n_in, n_ok = _block_sum(in_grid, f), _block_sum(valid, f)
+        n_in, n_ok = block_sum(in_grid, f), block_sum(valid, f)
         ok = (n_ok == n_in) & (n_in > 0)
         div = np.maximum(n_ok, 1.0)
-        c_cost = np.where(ok, _block_sum(cost, f) / div, np.inf).astype(np.float32)
-        c_rgb = np.where(ok[..., None], np.rint(_block_sum(rgb, f) / div[..., None]), 0.0).astype(np.uint8)
+        c_cost = np.where(ok, block_sum(cost, f) / div, np.inf).astype(np.float32)
+        c_rgb = np.where(ok[..., None], np.rint(block_sum(rgb, f) / div[..., None]), 0.0).astype(np.uint8)
         out.append(SeamInput(Window(c0, r0, c1 - c0, r1 - r0), ok, c_cost, c_rgb))
     geo = np.zeros((ch * f, cw * f), np.float32)
     geo[:H, :W] = geometry_cost
     n_geo = np.zeros((ch * f, cw * f), np.float32)
     n_geo[:H, :W] = 1.0
-    c_geo = (_block_sum(geo, f) / _block_sum(n_geo, f)).astype(np.float32)
+    c_geo = (block_sum(geo, f) / block_sum(n_geo, f)).astype(np.float32)
     return (ch, cw), out, c_geo
 
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from models.raster import Window
 from pipeline.ortho.geometry import LocalProjector
 
 F32 = NDArray[np.float32]
@@ -77,23 +78,29 @@ def occluders_from_grid(
     ground just behind it). ``trim`` border cells are left out: their
     neighbourhood is cut by the window, and a neighbouring tile sees them whole.
     """
+    h, w = np.shape(z)
+    inner = Window(trim, trim, max(0, w - 2 * trim), max(0, h - 2 * trim))
+    rows, cols, zk, jump = occluder_cells(z, floor, tolerance_m, inner)
+    return occluders_from_cells(xs[cols].astype(np.float32), ys[rows].astype(np.float32), zk, jump, spacing, tolerance_m, max_wall_levels)
+
+
+def occluder_cells(
+    z: F32, floor: F32, tolerance_m: float, inner: Window
+) -> tuple[NDArray[np.intp], NDArray[np.intp], F32, F32]:
+    """(rows, cols, heights, jumps) of the cells of ``inner`` that stand more than ``tolerance_m`` above ``floor``.
+
+    The jump is how far a cell stands above the lowest of its 3 x 3 neighbours (the cells
+    outside ``inner`` count as neighbours: they are the margin that keeps the foot whole).
+    """
     z = np.asarray(z, dtype=np.float32)
-    tol = np.float32(tolerance_m)
-    limit = np.asarray(floor, np.float32) + tol
-    keep = z > limit
-    del limit
-    if trim > 0:
-        keep[:trim] = False
-        keep[-trim:] = False
-        keep[:, :trim] = False
-        keep[:, -trim:] = False
+    keep = np.zeros(z.shape, bool)
+    sl = inner.slices
+    keep[sl] = z[sl] > np.asarray(floor, np.float32)[sl] + np.float32(tolerance_m)
     rows, cols = np.nonzero(keep)
     del keep
     zk = z[rows, cols]
     foot = cv2.erode(z, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    jump = zk - foot[rows, cols]
-    del foot
-    return occluders_from_cells(xs[cols].astype(np.float32), ys[rows].astype(np.float32), zk, jump, spacing, tolerance_m, max_wall_levels)
+    return rows, cols, zk, zk - foot[rows, cols]
 
 
 def occluders_from_cells(x: F32, y: F32, z: F32, jump: F32, spacing: float, tolerance_m: float, max_wall_levels: int = 24) -> Occluders:

@@ -18,7 +18,6 @@ import numpy as np
 from distributed import Client
 from numpy.typing import NDArray
 
-from models.errors import InputError
 from drone_io.image_pixels import read_resized
 from models.features import ImageFeatures
 from models.image import ImageRecord
