@@ -12,7 +12,8 @@ memory does not grow with the mosaic. Figures:
 
 - wall time of the stage and of its phases;
 - CPU seconds of the process (client and in-process workers) in the three
-  parts of the stage: preparation (plan, images, exposure, seams), tiles,
+  parts of the stage: preparation (plan, images, exposure, seams), tiles
+  (with the client's overview building, which runs as the tiles come in),
   COG and preview;
 - output megapixels per second per core, by wall clock (MP / wall / cores)
   and by CPU time (MP / CPU seconds of the process, which is what one core

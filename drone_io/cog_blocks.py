@@ -581,11 +581,17 @@ class CogBlockWriter:
             finally:
                 tmp.unlink(missing_ok=True)
         finally:
-            self._side.unlink(missing_ok=True)
+            self.discard()
         logger.info(
             "wrote %s (%d x %d, %s, %d overviews, %s)", self.final, self.grid.width, self.grid.height,
             self.plan.compression, self.plan.overviews, "BigTIFF" if big else "TIFF",
         )
+
+    def discard(self) -> None:
+        """Drop the side file of client-compressed blocks (after :meth:`write`, or when the stage fails before it)."""
+        if self._side_fh is not None:
+            self._side_fh.close()
+        self._side.unlink(missing_ok=True)
 
     def _ifd_fields(self, level: int, mask: bool, offsets: list[int], sizes: list[int], big: bool) -> list[TiffField]:
         h, w = self.plan.level_shape(level)

@@ -2,7 +2,8 @@
 
 ``map_tasks`` is the one way stages fan work out: it submits one task per
 item with a deterministic key, logs per-task progress as tasks finish, and
-returns results in input order. ``submit_tasks`` submits without waiting, to chain
+returns results in input order; ``iter_tasks`` does the same but hands each
+result over as its task finishes. ``submit_tasks`` submits without waiting, to chain
 a second step per item or let the client work while the tasks run.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from dask.base import tokenize
 from distributed import Client, Future, as_completed
@@ -70,6 +71,39 @@ def submit_tasks(
     return futures
 
 
+def iter_tasks(
+    client: Client,
+    fn: Callable[..., R],
+    items: Sequence[Any],
+    *args: Any,
+    label: str,
+    item_names: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> Iterator[tuple[int, R]]:
+    """Run ``fn(item, *args, **kwargs)`` for every item as Dask tasks; yields ``(index, result)`` as each finishes.
+
+    Keys as in :func:`map_tasks`. The client can use each result while the other
+    tasks still run. The first task error is raised after the remaining tasks are
+    cancelled; so are they if the caller stops iterating early.
+    """
+    if not items:
+        return
+    futures = submit_tasks(client, fn, items, *args, label=label, item_names=item_names, **kwargs)
+    index = {f.key: i for i, f in enumerate(futures)}
+    progress = ProgressLine(label, len(futures))
+    try:
+        for fut in as_completed(futures, loop=client.loop):
+            i = index[fut.key]
+            result = fut.result()
+            progress.step()
+            yield i, result
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        del futures
+
+
 def map_tasks(
     client: Client,
     fn: Callable[..., R],
@@ -84,19 +118,7 @@ def map_tasks(
     Keys are ``label-<name>-<token>``, deterministic in the function and its inputs.
     The first task error is raised after the remaining tasks are cancelled.
     """
-    if not items:
-        return []
-    futures = submit_tasks(client, fn, items, *args, label=label, item_names=item_names, **kwargs)
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(futures)
-    progress = ProgressLine(label, len(futures))
-    try:
-        for fut in as_completed(futures, loop=client.loop):
-            results[index[fut.key]] = fut.result()
-            progress.step()
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        del futures
+    results: list[Any] = [None] * len(items)
+    for i, result in iter_tasks(client, fn, items, *args, label=label, item_names=item_names, **kwargs):
+        results[i] = result
     return results

@@ -191,3 +191,37 @@ def test_an_image_that_decodes_to_another_size_fails_the_chained_preparation(sce
     ws.save_images(records, [])
     with pytest.raises(InputError, match="decodes to"):
         ortho.prepare_flight(ws, _config(tile_size=128), client)
+
+
+class _RecordingWriter:
+    """Stands in for CogBlockWriter: records the windows it is fed, in order."""
+
+    def __init__(self) -> None:
+        self.fed: list[tuple[int, int]] = []
+
+    def add_tile(self, path: Path, blocks: Any) -> None:
+        self.fed.append((blocks.row_off, blocks.col_off))
+
+    def add_empty(self, window: Any) -> None:
+        self.fed.append((window.row_off, window.col_off))
+
+
+def test_finished_tiles_reach_the_writer_in_row_major_order_whatever_order_they_finish() -> None:
+    grid = GridSpec("EPSG:32615", 0.0, 100.0, 1.0, 300, 250)
+    windows = list(grid.tiles(64))
+    empty = windows[1::4]
+    jobs = [(w, []) for w in windows if w not in empty]
+    fp = ortho.FlightPlan(None, [], jobs, empty, 0, [], {})  # type: ignore[arg-type]
+    writer = _RecordingWriter()
+    feed = ortho._RowMajorFeed(writer, fp)  # type: ignore[arg-type]
+    finish = list(range(len(jobs)))
+    np.random.default_rng(3).shuffle(finish)
+    for n, j in enumerate(finish):
+        w = jobs[j][0]
+        r = TileResult(w, "tile", w, 0, 0, ())  # type: ignore[arg-type]  # its window stands in for its blocks
+        feed.finished(j, r)
+        if n < len(finish) - 1:
+            with pytest.raises(RuntimeError, match="never reached the COG writer"):
+                feed.check_complete()
+    feed.check_complete()
+    assert writer.fed == sorted((w.row_off, w.col_off) for w in windows)

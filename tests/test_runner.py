@@ -116,3 +116,21 @@ def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert len(set(computed)) == n
     stats = json.loads((out / "stats.json").read_text())
     assert stats["square"]["sum"] == sum(i * i for i in range(n))
+
+
+def _half(x: int) -> int:
+    if x == 3:
+        raise ValueError("item 3 is odd")
+    return x // 2
+
+
+def test_iter_tasks_hands_over_every_result_once_and_raises_the_first_error(client: Client) -> None:
+    from pipeline.progress import iter_tasks, map_tasks
+
+    items = [0, 2, 4, 6, 8, 10]
+    got = list(iter_tasks(client, _half, items, label="half"))
+    assert sorted(i for i, _ in got) == list(range(len(items)))
+    assert all(r == items[i] // 2 for i, r in got)
+    assert map_tasks(client, _half, items, label="half") == [x // 2 for x in items]
+    with pytest.raises(ValueError, match="item 3 is odd"):
+        list(iter_tasks(client, _half, [1, 3, 5], label="half-bad"))

@@ -11,9 +11,10 @@
    two bands; each task writes a tile file and returns its path.
    The task also compresses the tile's COG blocks (full resolution and the
    overviews whose blocks lie inside it) and keeps its pixel sums at a reduced level.
-5. Client: add the sums up into the coarse overviews, compress their few blocks,
-   write the COG from the tiles' blocks (drone_io.cog_blocks), then the preview
-   PNG from the overview level nearest above its size.
+5. Client: add the sums up into the coarse overviews as the tiles come in,
+   compress their few blocks, then write the COG from the tiles' blocks
+   (drone_io.cog_blocks) and the preview PNG from the overview level nearest
+   above its size.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import dataclasses
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +45,7 @@ from pipeline.ortho.prep import decode_view, prepare_image
 from pipeline.ortho.seams import SeamWeights
 from pipeline.ortho.select import ViewWeights
 from pipeline.ortho.tile import TileResult, render_tile
-from pipeline.progress import map_tasks, submit_tasks
+from pipeline.progress import iter_tasks, map_tasks, submit_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, atomic_path
 
@@ -181,41 +183,84 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     return FlightPlan(plan, views, jobs, empty, len(rec.images), skipped, seconds)
 
 
-def render_tiles(ws: Workspace, fp: FlightPlan, client: Client) -> list[TileResult]:
-    """One Dask task per tile; each writes its tile file and returns its path and figures."""
-    return map_tasks(
-        client, _tile_task, fp.jobs, fp.plan, ws, label="ortho-tile",
-        item_names=[f"r{w.row_off}c{w.col_off}" for w, _ in fp.jobs],
-    )
+def render_tiles(ws: Workspace, fp: FlightPlan, client: Client, writer: CogBlockWriter | None = None) -> list[TileResult]:
+    """One Dask task per tile; each writes its tile file and returns its path and figures (in ``fp.jobs`` order).
 
-
-def write_orthophoto(ws: Workspace, fp: FlightPlan, results: list[TileResult]) -> None:
-    """Write the COG from the tiles' compressed blocks, then the preview from the client's overview sums.
-
-    The tile files hand over compressed blocks and reduced pixel sums, so the
-    client decodes nothing at full resolution and holds only the open blocks of
-    the coarse levels (about a row of blocks per level) and the preview.
+    With a ``writer``, the tiles go into it in row-major order while the other tiles still
+    render: a finished tile waits only for the tiles before it (few: the tasks are submitted
+    in that order), so the client builds the overviews while the workers render.
     """
-    writer = CogBlockWriter(ws.orthophoto_path, fp.plan.grid, fp.plan.blocks)
-    # Row-major order: the writer then holds about one row of open overview blocks per level.
-    tiles: list[tuple[Window, TileResult | None]] = [(r.window, r) for r in results] + [(w, None) for w in fp.empty]
-    for window, r in sorted(tiles, key=lambda t: (t[0].row_off, t[0].col_off)):
-        if r is None:
-            writer.add_empty(window)
-        else:
-            writer.add_tile(Path(r.path), r.blocks)
-    writer.write()
+    results: list[TileResult | None] = [None] * len(fp.jobs)
+    feed = _RowMajorFeed(writer, fp) if writer is not None else None
+    names = [f"r{w.row_off}c{w.col_off}" for w, _ in fp.jobs]
+    for i, result in iter_tasks(client, _tile_task, fp.jobs, fp.plan, ws, label="ortho-tile", item_names=names):
+        results[i] = result
+        if feed is not None:
+            feed.finished(i, result)
+    if feed is not None:
+        feed.check_complete()
+    return [r for r in results if r is not None]
+
+
+class _RowMajorFeed:
+    """Hands finished tiles (and the empty ones) to the COG writer in row-major order.
+
+    The writer holds about one row of open overview blocks per level when fed in this
+    order; a tile that finishes early waits here (as its small result) for the ones before it.
+    """
+
+    def __init__(self, writer: CogBlockWriter, fp: FlightPlan) -> None:
+        self.writer = writer
+        # Row-major order of every tile: ("job", index into fp.jobs) or ("empty", window).
+        slots: list[tuple[Window, int | None]] = [(w, i) for i, (w, _) in enumerate(fp.jobs)] + [(w, None) for w in fp.empty]
+        self.order = sorted(slots, key=lambda t: (t[0].row_off, t[0].col_off))
+        self.ready: dict[int, TileResult] = {}
+        self.next = 0
+
+    def finished(self, job: int, result: TileResult) -> None:
+        self.ready[job] = result
+        while self.next < len(self.order):
+            window, j = self.order[self.next]
+            if j is None:
+                self.writer.add_empty(window)
+            elif j in self.ready:
+                r = self.ready.pop(j)
+                self.writer.add_tile(Path(r.path), r.blocks)
+            else:
+                return
+            self.next += 1
+
+    def check_complete(self) -> None:
+        if self.next < len(self.order) or self.ready:
+            raise RuntimeError(f"ortho: {len(self.order) - self.next} tiles never reached the COG writer")
+
+
+def write_orthophoto(ws: Workspace, writer: CogBlockWriter) -> None:
+    """Write the COG from the tiles' compressed blocks and the preview from the writer's overview sums.
+
+    The tile files hand over compressed blocks and reduced pixel sums, so the client
+    decodes nothing at full resolution and holds only the open blocks of the coarse
+    levels (about a row of blocks per level) and the preview. The preview PNG is
+    encoded on a second thread while the COG's blocks are copied (both release the GIL).
+    """
     small, small_mask = writer.preview()
-    _write_preview_png(ws, small, small_mask)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ortho-preview") as pool:
+        preview = pool.submit(_write_preview_png, ws, small, small_mask)
+        writer.write()
+        preview.result()
 
 
 def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
     oc = cfg.ortho
     fp = prepare_flight(ws, cfg, client)
     t0 = time.perf_counter()
-    results = render_tiles(ws, fp, client)
-    t1 = time.perf_counter()
-    write_orthophoto(ws, fp, results)
+    writer = CogBlockWriter(ws.orthophoto_path, fp.plan.grid, fp.plan.blocks)
+    try:
+        results = render_tiles(ws, fp, client, writer)
+        t1 = time.perf_counter()
+        write_orthophoto(ws, writer)
+    finally:
+        writer.discard()
     t2 = time.perf_counter()
     ws.clear_ortho_scratch(keep_images=oc.keep_image_cache)
 
