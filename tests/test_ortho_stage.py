@@ -23,6 +23,7 @@ from pipeline.cluster import dask_client
 from pipeline.config import Compression, Config, RunConfig
 from pipeline.ortho.quality import holes_inside, local_offsets, resample_to_grid
 from pipeline.ortho.tile import TileResult, render_tile
+from pipeline.ortho.visibility import zbuffer_cell
 from pipeline.runner import run_stages
 from pipeline.stages import ortho
 from pipeline.workspace import Workspace
@@ -191,3 +192,16 @@ def test_an_image_that_decodes_to_another_size_fails_the_chained_preparation(sce
     ws.save_images(records, [])
     with pytest.raises(InputError, match="decodes to"):
         ortho.prepare_flight(ws, _config(tile_size=128), client)
+
+
+def test_an_ortho_finer_than_the_images_keeps_the_flight_gsd_occluders(scene: Scene, client: Client, tmp_path: Path) -> None:
+    """At half the flight GSD the occluder DSM and the z-buffer cells follow the images' pixel, not the ortho's."""
+    ws = _workspace(tmp_path / "run", scene)
+    fp = ortho.prepare_flight(ws, _config(tile_size=128, gsd_factor=0.5), client)
+    dsm_res = fp.plan.dsm.grid.resolution
+    og = fp.plan.occluder_grid
+    pool = round(og.resolution / dsm_res)
+    assert pool == round(2.0 * fp.plan.gsd_m / dsm_res) > round(2.0 * fp.plan.grid.resolution / dsm_res)
+    for v in fp.views:
+        assert v.zbuf_cell == zbuffer_cell(og.resolution, v.work_camera.focal_px, v.min_depth)
+        assert np.load(v.zbuf_cache).shape == (int(np.ceil(v.work_size[1] / v.zbuf_cell)) + 1, int(np.ceil(v.work_size[0] / v.zbuf_cell)) + 1)

@@ -130,6 +130,17 @@ def occluders_from_cells(x: F32, y: F32, z: F32, jump: F32, spacing: float, tole
     return Occluders(np.concatenate(px), np.concatenate(py), np.concatenate(pz), float(spacing))
 
 
+def occluder_pool(cell_px: float, ortho_res: float, gsd_m: float, dsm_res: float) -> int:
+    """DSM cells per side of an occluder cell: about ``cell_px`` pixels of the ortho or of the images.
+
+    The pixel is the coarser of the ortho's (``ortho_res``) and the flight's GSD (``gsd_m``, the
+    images' own pixel): an ortho finer than the images resamples them and gains no occlusion
+    detail, so finer occluder cells would only multiply the occluders and the z-buffer work
+    (4 x per halving of the ortho cell). At the flight GSD or coarser the ortho pixel sets it.
+    """
+    return max(1, int(round(cell_px * max(ortho_res, gsd_m) / dsm_res)))
+
+
 def zbuffer_cell(spacing: float, focal_px: float, min_depth: float, scale: float = 1.6) -> float:
     """Z-buffer cell (image pixels): ``scale`` x the projected occluder spacing at the nearest depth.
 

@@ -43,6 +43,7 @@ from pipeline.ortho.prep import decode_view, prepare_image
 from pipeline.ortho.seams import SeamWeights
 from pipeline.ortho.select import ViewWeights
 from pipeline.ortho.tile import TileResult, render_tile
+from pipeline.ortho.visibility import occluder_pool
 from pipeline.progress import map_tasks, submit_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, atomic_path
@@ -127,7 +128,7 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     decoding = submit_tasks(
         client, decode_view, views, res, dsm.fill_height, params.low_factor, ws, label="ortho-decode", item_names=[v.name for v in views]
     )
-    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
+    pool = occluder_pool(oc.occlusion_cell_px, res, geo.gsd_m, dsm.grid.resolution)
     with atomic_path(ws.ortho_occluders_path) as tmp:
         pooled_grid = pool_dsm(dsm, pool, tmp)
     ws.save_ortho_arrays(
