@@ -108,6 +108,21 @@ def test_occluder_cells_follow_the_coarser_of_ortho_and_image_pixels() -> None:
     assert occluder_pool(2.0, 0.01, 0.01, 0.5) == 1
 
 
+def test_zbuffer_splatted_in_chunks_is_the_one_pass_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.ortho import visibility
+
+    xs, ys, z = _box_scene()
+    pose = Pose.from_center(world_to_camera_from_gimbal(0.0, -90.0), np.array([-10.0, 0.0, 40.0]))
+    proj = LocalProjector(CAM, pose, np.zeros(3))
+    occ = occluders_from_grid(xs, ys, z + np.float32(0.3) * np.sin(xs)[None, :].astype(np.float32), 0.25, 0.5, floor=np.zeros_like(z))
+    cell = zbuffer_cell(0.25, CAM.focal_px, 30.0)
+    whole = build_zbuffer(proj, occ, cell)
+    monkeypatch.setattr(visibility, "_SPLAT_CHUNK", 97)
+    assert len(occ) > 20 * 97
+    chunked = build_zbuffer(proj, occ, cell)
+    assert np.isfinite(whole.depth).sum() > 100 and np.array_equal(whole.depth, chunked.depth)
+
+
 def test_block_occluders_match_the_window_kernel(tmp_path: Path) -> None:
     """Occluders gathered from per-worker blocks are the window kernel's samples, across block edges."""
     from models.raster import GridSpec
