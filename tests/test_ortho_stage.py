@@ -197,11 +197,13 @@ def test_an_image_that_decodes_to_another_size_fails_the_chained_preparation(sce
 def test_an_ortho_finer_than_the_images_keeps_the_flight_gsd_occluders(scene: Scene, client: Client, tmp_path: Path) -> None:
     """At half the flight GSD the occluder DSM and the z-buffer cells follow the images' pixel, not the ortho's."""
     ws = _workspace(tmp_path / "run", scene)
-    fp = ortho.prepare_flight(ws, _config(tile_size=128, gsd_factor=0.5), client)
+    cfg = _config(tile_size=128, gsd_factor=0.5)
+    fp = ortho.prepare_flight(ws, cfg, client)
     dsm_res = fp.plan.dsm.grid.resolution
     og = fp.plan.occluder_grid
-    pool = round(og.resolution / dsm_res)
-    assert pool == round(2.0 * fp.plan.gsd_m / dsm_res) > round(2.0 * fp.plan.grid.resolution / dsm_res)
+    cell_px = cfg.ortho.occlusion_cell_px
+    assert round(og.resolution / dsm_res) == round(cell_px * fp.plan.gsd_m / dsm_res) > round(cell_px * fp.plan.grid.resolution / dsm_res)
     for v in fp.views:
         assert v.zbuf_cell == zbuffer_cell(og.resolution, v.work_camera.focal_px, v.min_depth)
-        assert np.load(v.zbuf_cache).shape == (int(np.ceil(v.work_size[1] / v.zbuf_cell)) + 1, int(np.ceil(v.work_size[0] / v.zbuf_cell)) + 1)
+        rows, cols = (int(np.ceil(n / v.zbuf_cell)) + 1 for n in (v.work_size[1], v.work_size[0]))
+        assert np.load(v.zbuf_cache).shape == (rows, cols)
