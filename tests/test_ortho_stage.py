@@ -207,3 +207,12 @@ def test_an_ortho_finer_than_the_images_keeps_the_flight_gsd_occluders(scene: Sc
         assert v.zbuf_cell == zbuffer_cell(og.resolution, v.work_camera.focal_px, v.min_depth)
         rows, cols = (int(np.ceil(n / v.zbuf_cell)) + 1 for n in (v.work_size[1], v.work_size[0]))
         assert np.load(v.zbuf_cache).shape == (rows, cols)
+
+
+def test_one_dsm_cell_per_occluder_cell_reads_the_raw_dsm_copy(scene: Scene, client: Client, tmp_path: Path) -> None:
+    """With occluder cells of one DSM cell the plan points at the raw DSM copy: no pooling pass, no second copy."""
+    ws = _workspace(tmp_path / "run", scene)
+    fp = ortho.prepare_flight(ws, _config(tile_size=128, occlusion_cell_px=0.3), client)
+    assert fp.plan.occluders == fp.plan.dsm.raw and fp.plan.occluder_grid == fp.plan.dsm.grid
+    assert not ws.ortho_occluders_path.exists()
+    assert all(np.isfinite(np.load(v.zbuf_cache)).any() for v in fp.views)
