@@ -323,8 +323,10 @@ class OrthoConfig:
     # Height step (m) in the DSM above which a cell takes the nearest DSM height rather than a
     # bilinear ramp down the wall (keeps building edges crisp).
     dsm_edge_step_m: float = 1.0
-    # Occlusion is tested against the DSM max-pooled to cells of about this many ortho pixels
-    # (coarser is faster and more conservative: a little more ground is taken from other images).
+    # Occlusion is tested against the DSM max-pooled to cells of about this many pixels of the
+    # ortho or, when the ortho is finer than the flight's GSD, of the images (finer cells would add
+    # no image detail, only occluders); the z-buffer cell follows. Coarser is faster and more
+    # conservative: a little more ground is taken from other images.
     occlusion_cell_px: float = 2.0
     # Ground that no image sees unoccluded (behind a building at the edge of the flight) takes the
     # smooth colour of the ground around it instead of showing the wall that hides it.

@@ -21,7 +21,7 @@ from pipeline.ortho.exposure import overlap_stats, solve_gains
 from pipeline.ortho.geometry import LocalProjector, inside_image, scaled_camera
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, coarsen, seam_geometry_cost, solve_labels
 from pipeline.ortho.select import ViewWeights, best_view, blur_penalties, view_cost
-from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluders_from_grid, visible, zbuffer_cell
+from pipeline.ortho.visibility import build_zbuffer, occluder_bounds, occluder_pool, occluders_from_grid, visible, zbuffer_cell
 
 CAM = CameraModel("c", 640, 480, 500.0, 502.0, 321.3, 238.1, k1=-0.12, k2=0.03, p1=0.001, p2=-0.0007, k3=0.002)
 UTM = np.array([512_345.0, 4_123_456.0, 0.0])
@@ -95,6 +95,32 @@ def test_zbuffer_hides_the_ground_behind_a_box_and_keeps_the_rest() -> None:
     # Analytic: the ray from (x, 0) to the camera clears the box iff its height at x=6 exceeds 10 m.
     expected = [False, False, False, True, True, True, True]
     assert list(vis) == expected
+
+
+def test_occluder_cells_follow_the_coarser_of_ortho_and_image_pixels() -> None:
+    # A 5 cm DSM under a 4.95 cm flight: 2 px occluder cells pool 2 DSM cells at the flight GSD ...
+    assert occluder_pool(2.0, 0.0495, 0.0495, 0.05) == 2
+    # ... and still 2 at half the GSD: the images hold no finer detail (the ortho pixel alone gave 1).
+    assert occluder_pool(2.0, 0.02475, 0.0495, 0.05) == 2
+    # Coarser than the flight GSD, the ortho pixel sets the cell.
+    assert occluder_pool(2.0, 0.099, 0.0495, 0.05) == 4
+    # Never less than one DSM cell.
+    assert occluder_pool(2.0, 0.01, 0.01, 0.5) == 1
+
+
+def test_zbuffer_splatted_in_chunks_is_the_one_pass_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.ortho import visibility
+
+    xs, ys, z = _box_scene()
+    pose = Pose.from_center(world_to_camera_from_gimbal(0.0, -90.0), np.array([-10.0, 0.0, 40.0]))
+    proj = LocalProjector(CAM, pose, np.zeros(3))
+    occ = occluders_from_grid(xs, ys, z + np.float32(0.3) * np.sin(xs)[None, :].astype(np.float32), 0.25, 0.5, floor=np.zeros_like(z))
+    cell = zbuffer_cell(0.25, CAM.focal_px, 30.0)
+    whole = build_zbuffer(proj, occ, cell)
+    monkeypatch.setattr(visibility, "_SPLAT_CHUNK", 97)
+    assert len(occ) > 20 * 97
+    chunked = build_zbuffer(proj, occ, cell)
+    assert np.isfinite(whole.depth).sum() > 100 and np.array_equal(whole.depth, chunked.depth)
 
 
 def test_block_occluders_match_the_window_kernel(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pipeline.cluster import dask_client
 from pipeline.config import Compression, Config, RunConfig
 from pipeline.ortho.quality import holes_inside, local_offsets, resample_to_grid
 from pipeline.ortho.tile import TileResult, render_tile
+from pipeline.ortho.visibility import zbuffer_cell
 from pipeline.runner import run_stages
 from pipeline.stages import ortho
 from pipeline.workspace import Workspace
@@ -225,3 +226,27 @@ def test_finished_tiles_reach_the_writer_in_row_major_order_whatever_order_they_
                 feed.check_complete()
     feed.check_complete()
     assert writer.fed == sorted((w.row_off, w.col_off) for w in windows)
+
+
+def test_an_ortho_finer_than_the_images_keeps_the_flight_gsd_occluders(scene: Scene, client: Client, tmp_path: Path) -> None:
+    """At half the flight GSD the occluder DSM and the z-buffer cells follow the images' pixel, not the ortho's."""
+    ws = _workspace(tmp_path / "run", scene)
+    cfg = _config(tile_size=128, gsd_factor=0.5)
+    fp = ortho.prepare_flight(ws, cfg, client)
+    dsm_res = fp.plan.dsm.grid.resolution
+    og = fp.plan.occluder_grid
+    cell_px = cfg.ortho.occlusion_cell_px
+    assert round(og.resolution / dsm_res) == round(cell_px * fp.plan.gsd_m / dsm_res) > round(cell_px * fp.plan.grid.resolution / dsm_res)
+    for v in fp.views:
+        assert v.zbuf_cell == zbuffer_cell(og.resolution, v.work_camera.focal_px, v.min_depth)
+        rows, cols = (int(np.ceil(n / v.zbuf_cell)) + 1 for n in (v.work_size[1], v.work_size[0]))
+        assert np.load(v.zbuf_cache).shape == (rows, cols)
+
+
+def test_one_dsm_cell_per_occluder_cell_reads_the_raw_dsm_copy(scene: Scene, client: Client, tmp_path: Path) -> None:
+    """With occluder cells of one DSM cell the plan points at the raw DSM copy: no pooling pass, no second copy."""
+    ws = _workspace(tmp_path / "run", scene)
+    fp = ortho.prepare_flight(ws, _config(tile_size=128, occlusion_cell_px=0.3), client)
+    assert fp.plan.occluders == fp.plan.dsm.raw and fp.plan.occluder_grid == fp.plan.dsm.grid
+    assert not ws.ortho_occluders_path.exists()
+    assert all(np.isfinite(np.load(v.zbuf_cache)).any() for v in fp.views)

@@ -401,7 +401,8 @@ def import_dsm(
         total, count = _valid_block_sums(_nan_padded(z, f), f)
         osum[r0 // f : r0 // f + total.shape[0], c0 // f : c0 // f + total.shape[1]] += total
         ocount[r0 // f : r0 // f + count.shape[0], c0 // f : c0 // f + count.shape[1]] += count
-    raw.flush()
+    # No flush (msync): readers see the pages through the page cache, as for every other file the
+    # workspace writes without syncing; a synchronous write-back of the copy only made the plan wait.
     del raw
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(ocount > 0, osum / np.maximum(ocount, 1.0), np.nan).astype(np.float32)
@@ -434,6 +435,5 @@ def pool_dsm(dsm: DsmSource, pool: int, pooled_out: Path, read_rows: int = 2048)
         # fmax skips NaN; a block with no height stays NaN.
         hi = _block_reduce(_nan_padded(z, p), p, np.fmax)
         pooled[r0 // p : r0 // p + hi.shape[0]] = hi
-    pooled.flush()
-    del pooled
+    del pooled  # no flush: see import_dsm
     return GridSpec(g.crs, g.x_min, g.y_max, g.resolution * p, pw, ph)

@@ -28,7 +28,7 @@ class OrthoParams:
     occlusion_tolerance_m: float = 0.5
     # Height step (m) in the DSM above which cells take the nearest DSM height, not a bilinear ramp.
     edge_step_m: float = 1.0
-    # Occluder sampling: the DSM is max-pooled to about this many ortho pixels per occluder cell.
+    # Occluder sampling: the DSM is max-pooled to about this many pixels (ortho's or images', the coarser) per occluder cell.
     occlusion_cell_px: float = 2.0
     # Fill ground that no image sees (hidden behind buildings) with the smooth colour around it.
     fill_occluded: bool = True

@@ -130,6 +130,17 @@ def occluders_from_cells(x: F32, y: F32, z: F32, jump: F32, spacing: float, tole
     return Occluders(np.concatenate(px), np.concatenate(py), np.concatenate(pz), float(spacing))
 
 
+def occluder_pool(cell_px: float, ortho_res: float, gsd_m: float, dsm_res: float) -> int:
+    """DSM cells per side of an occluder cell: about ``cell_px`` pixels of the ortho or of the images.
+
+    The pixel is the coarser of the ortho's (``ortho_res``) and the flight's GSD (``gsd_m``, the
+    images' own pixel): an ortho finer than the images resamples them and gains no occlusion
+    detail, so finer occluder cells would only multiply the occluders and the z-buffer work
+    (4 x per halving of the ortho cell). At the flight GSD or coarser the ortho pixel sets it.
+    """
+    return max(1, int(round(cell_px * max(ortho_res, gsd_m) / dsm_res)))
+
+
 def zbuffer_cell(spacing: float, focal_px: float, min_depth: float, scale: float = 1.6) -> float:
     """Z-buffer cell (image pixels): ``scale`` x the projected occluder spacing at the nearest depth.
 
@@ -174,16 +185,23 @@ class ZBuffer:
 _ROW = 32000
 
 
+# Occluders per chunk of build_zbuffer: the projection's temporaries stay in the CPU cache
+# (an image has ~10^5 occluders; projected at once they spill it, at about twice the cost).
+_SPLAT_CHUNK = 32768
+
+
 def build_zbuffer(proj: LocalProjector, occ: Occluders, cell: float) -> ZBuffer:
     """Splat occluders into a depth buffer of ``cell``-pixel cells over the image of ``proj.camera``."""
     cam = proj.camera
     w = int(np.ceil(cam.width / cell)) + 1
     h = int(np.ceil(cam.height / cell)) + 1
     buf = np.full(h * w, np.inf, np.float32)
-    if len(occ):
-        u, v, d, ok = proj.project(occ.x, occ.y, occ.z)
-        iu = np.floor(u / np.float32(cell)).astype(np.int64)
-        iv = np.floor(v / np.float32(cell)).astype(np.int64)
+    c = np.float32(cell)
+    for s in range(0, len(occ), _SPLAT_CHUNK):
+        e = s + _SPLAT_CHUNK
+        u, v, d, ok = proj.project(occ.x[s:e], occ.y[s:e], occ.z[s:e])
+        iu = np.floor(u / c).astype(np.int64)
+        iv = np.floor(v / c).astype(np.int64)
         sel = ok & (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
         np.minimum.at(buf, iv[sel] * w + iu[sel], d[sel])
     return ZBuffer(buf.reshape(h, w), cell)

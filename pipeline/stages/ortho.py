@@ -45,6 +45,7 @@ from pipeline.ortho.prep import decode_view, prepare_image
 from pipeline.ortho.seams import SeamWeights
 from pipeline.ortho.select import ViewWeights
 from pipeline.ortho.tile import TileResult, render_tile
+from pipeline.ortho.visibility import occluder_pool
 from pipeline.progress import iter_tasks, map_tasks, submit_tasks
 from pipeline.stage import StageReport, StageSpec
 from pipeline.workspace import Workspace, atomic_path
@@ -129,9 +130,15 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     decoding = submit_tasks(
         client, decode_view, views, res, dsm.fill_height, params.low_factor, ws, label="ortho-decode", item_names=[v.name for v in views]
     )
-    pool = max(1, int(round(oc.occlusion_cell_px * res / dsm.grid.resolution)))
-    with atomic_path(ws.ortho_occluders_path) as tmp:
-        pooled_grid = pool_dsm(dsm, pool, tmp)
+    pool = occluder_pool(oc.occlusion_cell_px, res, geo.gsd_m, dsm.grid.resolution)
+    if pool > 1:
+        with atomic_path(ws.ortho_occluders_path) as tmp:
+            pooled_grid = pool_dsm(dsm, pool, tmp)
+        occluders = str(ws.ortho_occluders_path)
+    else:
+        # One DSM cell per occluder cell (the dem stage's DSM, at 2 x GSD by default): the raw copy
+        # is the occluder DSM, with no pass over it and no second copy.
+        occluders, pooled_grid = dsm.raw, dsm.grid
     ws.save_ortho_arrays(
         ws.ortho_heights_path,
         grid=np.array([hr.grid.x_min, hr.grid.y_max, hr.grid.resolution, hr.grid.width, hr.grid.height]),
@@ -143,7 +150,7 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     ws.save_ortho_array(ws.ortho_seam_heights_path, seam_z)
     plan = OrthoPlan(
         grid, seam_grid, geo.gsd_m, dsm, str(ws.ortho_heights_path), str(ws.ortho_labels_path), params,
-        str(ws.ortho_occluders_path), pooled_grid, str(ws.ortho_seam_heights_path),
+        occluders, pooled_grid, str(ws.ortho_seam_heights_path),
         BlockPlan(grid.width, grid.height, oc.tile_size, oc.compression.value, oc.jpeg_quality, oc.preview_size_px),
     )
     if plan.blocks.tile_levels < 0:
