@@ -250,6 +250,34 @@ def test_expansion_move_is_optimal_on_a_tiny_grid() -> None:
         assert solver.energy() == pytest.approx(best, rel=1e-3, abs=1e-2)
 
 
+def test_move_cut_is_the_largest_minimiser_of_the_binary_energy() -> None:
+    """The move's min cut (max-flow from either terminal) minimises sum d x + sum w (1 - x_p) x_q
+    exactly, and of the minimisers takes the largest set of cells (ties go to alpha)."""
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        h, w = 3, 4
+        region = rng.uniform(size=(h, w)) > 0.25
+        # Mostly positive or mostly negative unaries, so the flow runs from either terminal;
+        # small integers, so ties occur.
+        d = rng.integers(-4, 5, (h, w)) + (3 if trial % 2 else -3)
+        qh = np.zeros((h, w), np.int32)
+        qv = np.zeros((h, w), np.int32)
+        qh[:, :-1] = rng.integers(0, 4, (h, w - 1)) * (region[:, :-1] & region[:, 1:])
+        qv[:-1, :] = rng.integers(0, 4, (h - 1, w)) * (region[:-1, :] & region[1:, :])
+        cells = list(zip(*np.nonzero(region)))
+        energies = {}
+        for pick in itertools.product([0, 1], repeat=len(cells)):
+            x = np.zeros((h, w), np.int64)
+            for v, (r, c) in zip(pick, cells):
+                x[r, c] = v
+            e = (d * x).sum() + (qh[:, :-1] * (1 - x[:, :-1]) * x[:, 1:]).sum() + (qv[:-1, :] * (1 - x[:-1, :]) * x[1:, :]).sum()
+            energies[pick] = int(e)
+        best = min(energies.values())
+        largest = np.any([np.array(p, bool) for p, e in energies.items() if e == best], axis=0)
+        take = SeamSolver._min_cut(region, d.astype(np.float64), qh, qv)
+        assert np.array_equal(take, largest)
+
+
 def test_coarse_to_fine_solve_goes_round_the_building() -> None:
     inputs, z, _ = _two_image_strip()
     weights = SeamWeights()
