@@ -186,6 +186,48 @@ def test_gains_recover_relative_exposure() -> None:
     assert np.allclose(ratio, np.array(truth) / truth[0], rtol=0.03)
 
 
+def test_overlap_stats_of_many_pairs_match_each_pair_alone() -> None:
+    from pipeline.ortho.exposure import overlap_stats_many
+
+    rng = np.random.default_rng(3)
+    sizes = (300, 5, 0, 120)  # a pair with too few cells and one with none are left out
+    rgb_i = [rng.integers(0, 256, (k, 3)).astype(np.uint8) for k in sizes]
+    rgb_j = [np.clip(x * rng.uniform(0.7, 1.3) + rng.normal(0, 4, x.shape), 0, 255).astype(np.uint8) for x in rgb_i]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    many = overlap_stats_many(np.arange(4), np.arange(4) + 10, np.concatenate(rgb_i), np.concatenate(rgb_j), bounds)
+    alone = [overlap_stats(p, p + 10, a[:, None], b[:, None], np.ones((a.shape[0], 1), bool)) for p, (a, b) in enumerate(zip(rgb_i, rgb_j))]
+    assert [s.i for s in many] == [0, 3]
+    assert many == [s for s in alone if s is not None]
+
+
+def test_shared_cells_pair_the_same_ground_cells() -> None:
+    from pipeline.ortho.flight import SharedCells
+
+    rng = np.random.default_rng(8)
+    wins = [Window(0, 0, 7, 5), Window(4, 2, 6, 6), Window(20, 20, 3, 3), Window(2, 3, 9, 4)]
+    inputs = [SeamInput(w, rng.uniform(size=(w.height, w.width)) > 0.3, np.zeros((w.height, w.width), np.float32), np.zeros((w.height, w.width, 3), np.uint8)) for w in wins]
+    shared = SharedCells.of(inputs)
+    start = np.concatenate([[0], np.cumsum([inp.valid.size for inp in inputs])])
+
+    def ground(k: int, flat: int) -> tuple[int, int]:
+        r, c = divmod(flat - int(start[k]), wins[k].width)
+        assert inputs[k].valid[r, c]
+        return r + wins[k].row_off, c + wins[k].col_off
+
+    seen = {}
+    for p, (i, j) in enumerate(zip(shared.i.tolist(), shared.j.tolist())):
+        rows = range(shared.bounds[p], shared.bounds[p + 1])
+        cells = [ground(i, int(shared.cell_i[r])) for r in rows]
+        assert cells == [ground(j, int(shared.cell_j[r])) for r in rows]
+        seen[(i, j)] = set(cells)
+    def seen_by(k: int) -> set[tuple[int, int]]:
+        return {(r + wins[k].row_off, c + wins[k].col_off) for r, c in zip(*np.nonzero(inputs[k].valid))}
+
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert seen.get((i, j), set()) == seen_by(i) & seen_by(j)
+
+
 # -- seams ----------------------------------------------------------------------------
 def _two_image_strip(h: int = 20, w: int = 40) -> tuple[list[SeamInput], np.ndarray, np.ndarray]:
     cols = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
