@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -94,6 +95,14 @@ def seam_geometry_cost(z: F32, cell_m: float, weights: SeamWeights, ground_radiu
     return np.asarray(np.float32(weights.height) * above + np.float32(weights.slope) * slope, dtype=np.float32)
 
 
+def _neighbours(x: NDArray[Any], fill: Any) -> NDArray[Any]:
+    """(2, h, w, ...): [0] each cell's right neighbour's value, [1] its lower neighbour's (``fill`` past the edge)."""
+    out = np.full((2,) + x.shape, fill, x.dtype)
+    out[0, :, :-1] = x[:, 1:]
+    out[1, :-1] = x[1:]
+    return out
+
+
 class SeamSolver:
     """Alpha-expansion over the seam grid for ``len(inputs)`` images."""
 
@@ -114,9 +123,11 @@ class SeamSolver:
         self.shape = shape
         self.inputs = inputs
         self.geo = np.asarray(geometry_cost, dtype=np.float32)
-        # DSM part of the seam cost per edge (mean of its two cells), right and down neighbours.
-        self.geo_h = np.float32(0.5) * (self.geo[:, 1:] + self.geo[:, :-1])
-        self.geo_v = np.float32(0.5) * (self.geo[1:, :] + self.geo[:-1, :])
+        # DSM part of the seam cost per edge (mean of its two cells): [0] each cell's edge to its
+        # right neighbour, [1] to its lower one (zero past the grid).
+        self.geo_edge = np.zeros((2,) + self.geo.shape, np.float32)
+        self.geo_edge[0, :, :-1] = np.float32(0.5) * (self.geo[:, 1:] + self.geo[:, :-1])
+        self.geo_edge[1, :-1, :] = np.float32(0.5) * (self.geo[1:, :] + self.geo[:-1, :])
         self.cell_m = float(cell_m)
         self.w = weights
         # How far (cells) an expansion may reach beyond the image's current territory.
@@ -264,48 +275,48 @@ class SeamSolver:
         cw = np.float32(self.w.seam * self.w.colour / self.cell_m * 0.5)
         cur_cost = self.cost[box.slices]
         delta = np.where(region, a_cost - np.where(np.isfinite(cur_cost), cur_cost, np.float32(1e6)), np.float32(0.0)).astype(np.float64)
-        pairs = []
-        for (dr, dc), geo_edge in (((0, 1), self.geo_h), ((1, 0), self.geo_v)):
-            P = (slice(0, h - dr), slice(0, w - dc))
-            Q = (slice(dr, h), slice(dc, w))
-            in_p, in_q = region[P], region[Q]
-            lp, lq = lab[P], lab[Q]
-            okp, okq = ok[P], ok[Q]
-            base = s_over_c * (np.float32(self.w.base) + geo_edge[box.row_off : box.row_off + h - dr, box.col_off : box.col_off + w - dc])
-            # V(lp, alpha) = B and V(alpha, lq) = C; V(lp, lq) = A is zero off the seams.
-            B = base + cw * (dca[P] + dca[Q])
-            C = B.copy()
-            A = np.zeros_like(B)
-            across = (lp != lq) & okp & okq & (in_p | in_q)
-            ar, ac = np.nonzero(across)
-            if ar.size:
-                pr, pc = ar + box.row_off, ac + box.col_off
-                qr, qc = pr + dr, pc + dc
-                # I_lp(q) and I_lq(p): each side's image across the seam.
-                x, okx = self._colour_at(lp[ar, ac], qr, qc)
-                y, oky = self._colour_at(lq[ar, ac], pr, pc)
-                cp, cq = cur[ar, ac], cur[ar + dr, ac + dc]
-                ap, aq = a_rgb[ar, ac], a_rgb[ar + dr, ac + dc]
-                okap, okaq = a_ok[ar, ac], a_ok[ar + dr, ac + dc]
-                ones = np.ones(ar.shape[0], bool)
-                d = self._colour_diff
-                b = base[ar, ac]
-                A[ar, ac] = b + cw * (d(cp, ones, y, oky) + d(x, okx, cq, ones))
-                B[ar, ac] = b + cw * (d(cp, ones, ap, okap) + d(x, okx, aq, okaq))
-                C[ar, ac] = b + cw * (d(ap, okap, y, oky) + d(aq, okaq, cq, ones))
-            B[(lp == alpha) | ~okp] = 0.0
-            C[(lq == alpha) | ~okq] = 0.0
-            # p free, q fixed or free: U_p(1) - U_p(0) += V(alpha, lq) - V(lp, lq).
-            delta[P] += np.where(in_p, C - A, np.float32(0.0))
-            # q free, p fixed: U_q(1) - U_q(0) += V(lp, alpha) - V(lp, lq); both free:
-            # E = A + (C - A) x_p - C x_q + (B + C - A) (1 - x_p) x_q.
-            delta[Q] += np.where(in_q, np.where(in_p, -C, B - A), np.float32(0.0))
-            pair = np.maximum(B + C - A, np.float32(0.0))
-            qpair = np.zeros((h, w), np.int32)
-            qpair[P] = np.where(in_p & in_q, np.minimum(np.round(pair.astype(np.float64) * _QUANT), 2**30), 0)
-            pairs.append(qpair)
+        # Every cell's edges to its right (0) and lower (1) neighbour at once, with the
+        # neighbour's values shifted onto the cell (edges past the box have no neighbour).
+        lab_q, in_q, dca_q = _neighbours(lab, NO_LABEL), _neighbours(region, False), _neighbours(dca, 0.0)
+        ok_q = lab_q >= 0
+        base = s_over_c * (np.float32(self.w.base) + self.geo_edge[(slice(None),) + box.slices])
+        # V(lp, alpha) = B and V(alpha, lq) = C; V(lp, lq) = A is zero off the seams.
+        B = base + cw * (dca + dca_q)
+        C = B.copy()
+        A = np.zeros_like(B)
+        dd, ar, ac = np.nonzero((lab != lab_q) & ok & ok_q & (region | in_q))
+        if ar.size:
+            # I_lp(q) and I_lq(p): each side's image across the seam.
+            qr, qc = ar + dd, ac + 1 - dd
+            x, okx = self._colour_at(lab[ar, ac], qr + box.row_off, qc + box.col_off)
+            y, oky = self._colour_at(lab_q[dd, ar, ac], ar + box.row_off, ac + box.col_off)
+            cp, cq, ap, aq = cur[ar, ac], cur[qr, qc], a_rgb[ar, ac], a_rgb[qr, qc]
+            okap, okaq = a_ok[ar, ac], a_ok[qr, qc]
+            ones = np.ones(ar.shape[0], bool)
+            # The six colour differences of A, B and C in one pass.
+            diff = self._colour_diff(
+                np.concatenate([cp, x, cp, x, ap, aq]), np.concatenate([ones, okx, ones, okx, okap, okaq]),
+                np.concatenate([y, cq, ap, aq, y, cq]), np.concatenate([oky, ones, okap, okaq, oky, ones]),
+            ).reshape(6, -1)
+            b = base[dd, ar, ac]
+            A[dd, ar, ac] = b + cw * (diff[0] + diff[1])
+            B[dd, ar, ac] = b + cw * (diff[2] + diff[3])
+            C[dd, ar, ac] = b + cw * (diff[4] + diff[5])
+        B[:, (lab == alpha) | ~ok] = 0.0
+        C[(lab_q == alpha) | ~ok_q] = 0.0
+        # p free, q fixed or free: U_p(1) - U_p(0) += V(alpha, lq) - V(lp, lq).
+        at_p = np.where(region, C - A, np.float32(0.0))
+        # q free, p fixed: U_q(1) - U_q(0) += V(lp, alpha) - V(lp, lq); both free:
+        # E = A + (C - A) x_p - C x_q + (B + C - A) (1 - x_p) x_q.
+        at_q = np.where(in_q, np.where(region, -C, B - A), np.float32(0.0))
+        delta += at_p[0]
+        delta[:, 1:] += at_q[0, :, :-1]
+        delta += at_p[1]
+        delta[1:, :] += at_q[1, :-1, :]
+        pair = np.maximum(B + C - A, np.float32(0.0))
+        qpair = np.where(region & in_q, np.minimum(np.round(pair.astype(np.float64) * _QUANT), 2**30), 0).astype(np.int32)
         take = np.zeros((h, w), bool)
-        take[region] = self._min_cut(region, np.clip(np.round(delta * _QUANT), -(2**30), 2**30), pairs[0], pairs[1])
+        take[region] = self._min_cut(region, np.clip(np.round(delta * _QUANT), -(2**30), 2**30), qpair[0], qpair[1])
         if not take.any():
             return 0
         rr, cc = np.nonzero(take)
