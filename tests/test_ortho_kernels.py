@@ -186,6 +186,21 @@ def test_gains_recover_relative_exposure() -> None:
     assert np.allclose(ratio, np.array(truth) / truth[0], rtol=0.03)
 
 
+def test_small_solves_run_blas_on_the_calling_thread_alone() -> None:
+    from pipeline.ortho.exposure import _blas_threads_setter, _one_blas_thread
+
+    setter = _blas_threads_setter()
+    if setter is None:
+        pytest.skip("numpy is not built on OpenBLAS")
+    previous = setter(3)
+    try:
+        with _one_blas_thread():
+            assert setter(1) == 1
+        assert setter(3) == 3  # restored on leaving
+    finally:
+        setter(previous)
+
+
 def test_overlap_stats_of_many_pairs_match_each_pair_alone() -> None:
     from pipeline.ortho.exposure import overlap_stats_many
 
