@@ -114,6 +114,7 @@ class SharedCells:
 
     @classmethod
     def of(cls, inputs: list[SeamInput]) -> "SharedCells":
+        """Pairs in image order; pairs that share no valid cell are left out."""
         start = np.concatenate([[0], np.cumsum([inp.valid.size for inp in inputs])])
         pi, pj, cell_i, cell_j = [], [], [], []
         for i, j, sa, sb in _overlaps(inputs):
@@ -126,11 +127,9 @@ class SharedCells:
             cell_i.append(start[i] + (rr + sa[0].start) * a.window.width + (cc + sa[1].start))
             cell_j.append(start[j] + (rr + sb[0].start) * b.window.width + (cc + sb[1].start))
         bounds = np.concatenate([[0], np.cumsum([c.size for c in cell_i])]).astype(np.int64)
-        flat = (lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64))
-        return cls(np.array(pi, np.int64), np.array(pj, np.int64), flat(cell_i), flat(cell_j), bounds)
-
-    def pair_of_row(self) -> NDArray[np.int64]:
-        return np.repeat(np.arange(self.i.shape[0]), np.diff(self.bounds))
+        flat_i = np.concatenate(cell_i).astype(np.int64) if cell_i else np.zeros(0, np.int64)
+        flat_j = np.concatenate(cell_j).astype(np.int64) if cell_j else np.zeros(0, np.int64)
+        return cls(np.array(pi, np.int64), np.array(pj, np.int64), flat_i, flat_j, bounds)
 
 
 def deshaded(inp: SeamInput, coeffs: tuple[float, ...]) -> SeamInput:

@@ -344,7 +344,9 @@ class SeamSolver:
         h, w = region.shape
         flat = np.flatnonzero(region)
         n = flat.size
-        node = np.full(h * w + w + 1, -1, np.int32)  # padded: neighbours past the box are -1
+        # Node number of each cell, -1 off the region; padded so that a neighbour index past
+        # either end of the box (negative ones wrap) lands on -1.
+        node = np.full(h * w + w + 1, -1, np.int32)
         node[flat] = np.arange(n, dtype=np.int32)
         d = qd.ravel()[flat].astype(np.int64)
         qh_f, qv_f = qh.ravel(), qv.ravel()
