@@ -214,9 +214,10 @@ def solve_seams(
         cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
         prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.nxy))
     geo = seam_geometry_cost(z, seam_grid.resolution, weights)
-    e0 = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights).energy()  # the best-view start
     solver = solve_labels(seam_grid.shape, prepared, geo, seam_grid.resolution, weights, sweeps)
-    logger.info("seam solve: energy %.1f -> %.1f on %d x %d cells", e0, solver.energy(), seam_grid.width, seam_grid.height)
+    if logger.isEnabledFor(logging.INFO):  # the best-view start's energy is for the log alone
+        e0 = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights).energy()
+        logger.info("seam solve: energy %.1f -> %.1f on %d x %d cells", e0, solver.energy(), seam_grid.width, seam_grid.height)
     return solver.labels
 
 
