@@ -234,6 +234,30 @@ def _design(xi: F32, yi: F32, xj: F32, yj: F32) -> NDArray[np.float64]:
     return a
 
 
+def _pair_normals(pairs: list[PairSamples], grams: NDArray[np.float64], rhs: NDArray[np.float64]) -> None:
+    """Each pair's block of the shading fit's normal equations (16 x 16, and its right-hand
+    side), weighted by one over its trimmed sample count; zero for pairs of fewer than 16."""
+    n_pairs = len(pairs)
+    gi, gj = np.concatenate([s.grey_i for s in pairs]), np.concatenate([s.grey_j for s in pairs])
+    xy = [np.concatenate([s.xy_i[0] for s in pairs]), np.concatenate([s.xy_i[1] for s in pairs])]
+    xy += [np.concatenate([s.xy_j[0] for s in pairs]), np.concatenate([s.xy_j[1] for s in pairs])]
+    seg = np.repeat(np.arange(n_pairs), [s.grey_i.shape[0] for s in pairs])
+    ok = (gi > 8) & (gj > 8) & (gi < 248) & (gj < 248)
+    d = np.log(gi[ok]) - np.log(gj[ok])
+    keep = _inliers(d, _bounds(seg[ok], n_pairs), 16)
+    rows = np.flatnonzero(ok)[keep]
+    use = (np.bincount(seg[rows], minlength=n_pairs) >= 16)[seg[rows]]
+    rows, d = rows[use], d[keep][use].astype(np.float64)
+    bounds = _bounds(seg[rows], n_pairs)
+    a = _design(*(x[rows] for x in xy))
+    for p in range(n_pairs):
+        s, e = bounds[p], bounds[p + 1]
+        if e > s:
+            w = 1.0 / (e - s)  # every overlap counts about the same, whatever its size
+            grams[p] = w * a[s:e].T @ a[s:e]
+            rhs[p] = w * a[s:e].T @ d[s:e]
+
+
 def fit_shading(
     pairs: list[PairSamples], camera_of: list[int], n_cameras: int, ridge_image: float = 0.5, ridge: float = 1e-4
 ) -> NDArray[np.float64]:
@@ -250,38 +274,17 @@ def fit_shading(
     ata = np.zeros((m, m))
     atb = np.zeros(m)
     if pairs:
-        n_pairs = len(pairs)
-        sizes = np.array([s.grey_i.shape[0] for s in pairs])
-        gi, gj = np.concatenate([s.grey_i for s in pairs]), np.concatenate([s.grey_j for s in pairs])
-        xy = [np.concatenate([s.xy_i[0] for s in pairs]), np.concatenate([s.xy_i[1] for s in pairs])]
-        xy += [np.concatenate([s.xy_j[0] for s in pairs]), np.concatenate([s.xy_j[1] for s in pairs])]
-        seg = np.repeat(np.arange(n_pairs), sizes)
-        ok = (gi > 8) & (gj > 8) & (gi < 248) & (gj < 248)
-        d = np.log(gi[ok]) - np.log(gj[ok])
-        keep = _inliers(d, _bounds(seg[ok], n_pairs), 16)
-        rows = np.flatnonzero(ok)[keep]
-        count = np.bincount(seg[rows], minlength=n_pairs)
-        use = (count >= 16)[seg[rows]]
-        rows, d = rows[use], d[keep][use].astype(np.float64)
-        seg = seg[rows]
-        bounds = _bounds(seg, n_pairs)
         # Only the two images' and their cameras' unknowns appear in a pair's rows: 16 columns.
         pi, pj = np.array([s.i for s in pairs]), np.array([s.j for s in pairs])
         ci, cj = per * n + 2 * np.asarray(camera_of)[pi], per * n + 2 * np.asarray(camera_of)[pj]
         own, cam = np.arange(per), np.arange(2)
         cols = np.concatenate([per * pi[:, None] + own, per * pj[:, None] + own, ci[:, None] + cam, cj[:, None] + cam], axis=1)
-        grams = np.zeros((n_pairs, 16, 16))
-        rhs = np.zeros((n_pairs, 16))
-        # The pairs' rows of the design matrix, a few thousand pairs' worth at a time.
-        for c0, c1 in _chunks(bounds, 1 << 16):
-            r0 = bounds[c0]
-            a = _design(*(x[rows[r0 : bounds[c1]]] for x in xy))
-            for p in range(c0, c1):
-                s, e = bounds[p] - r0, bounds[p + 1] - r0
-                if e > s:
-                    w = 1.0 / (e - s)  # every overlap counts about the same, whatever its size
-                    grams[p] = w * a[s:e].T @ a[s:e]
-                    rhs[p] = w * a[s:e].T @ d[r0 + s : r0 + e]
+        grams = np.zeros((len(pairs), 16, 16))
+        rhs = np.zeros((len(pairs), 16))
+        # A few thousand pairs' samples at a time: the temporaries stay a few MB.
+        bounds = np.concatenate([[0], np.cumsum([s.grey_i.shape[0] for s in pairs])]).astype(np.int64)
+        for c0, c1 in _chunks(bounds, 1 << 14):
+            _pair_normals(pairs[c0:c1], grams[c0:c1], rhs[c0:c1])
         np.add.at(ata, (cols[:, :, None], cols[:, None, :]), grams)
         np.add.at(atb, cols, rhs)
     gains = np.arange(n) * per

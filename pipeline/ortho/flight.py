@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -102,8 +103,8 @@ def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slic
 
 @dataclass(frozen=True)
 class SharedCells:
-    """The cells each overlapping pair of images both see, as flat indices into every image's
-    seam samples laid end to end (image order, row-major): pair p's are rows
+    """The cells each of some overlapping pairs of images both see, as flat indices into every
+    image's seam samples laid end to end (image order, row-major): pair p's are rows
     ``bounds[p]:bounds[p + 1]`` of ``cell_i`` (in image ``i[p]``) and ``cell_j`` (in ``j[p]``)."""
 
     i: NDArray[np.int64]
@@ -113,23 +114,33 @@ class SharedCells:
     bounds: NDArray[np.int64]
 
     @classmethod
-    def of(cls, inputs: list[SeamInput]) -> "SharedCells":
-        """Pairs in image order; pairs that share no valid cell are left out."""
+    def in_runs(cls, inputs: list[SeamInput], max_cells: int = 1 << 18) -> Iterator["SharedCells"]:
+        """Every overlapping pair, in image order, in runs of about ``max_cells`` shared cells (a
+        flight's overlaps hold millions: what is gathered per run stays a few MB); pairs that
+        share no valid cell are left out."""
         start = np.concatenate([[0], np.cumsum([inp.valid.size for inp in inputs])])
-        pi, pj, cell_i, cell_j = [], [], [], []
+        run: tuple[list[int], list[int], list[NDArray[np.int64]], list[NDArray[np.int64]]] = ([], [], [], [])
+        cells = 0
         for i, j, sa, sb in _overlaps(inputs):
             a, b = inputs[i], inputs[j]
             rr, cc = np.nonzero(a.valid[sa] & b.valid[sb])
             if rr.size == 0:
                 continue
-            pi.append(i)
-            pj.append(j)
-            cell_i.append(start[i] + (rr + sa[0].start) * a.window.width + (cc + sa[1].start))
-            cell_j.append(start[j] + (rr + sb[0].start) * b.window.width + (cc + sb[1].start))
+            run[0].append(i)
+            run[1].append(j)
+            run[2].append(start[i] + (rr + sa[0].start) * a.window.width + (cc + sa[1].start))
+            run[3].append(start[j] + (rr + sb[0].start) * b.window.width + (cc + sb[1].start))
+            cells += rr.size
+            if cells >= max_cells:
+                yield cls._of(*run)
+                run, cells = ([], [], [], []), 0
+        if run[0]:
+            yield cls._of(*run)
+
+    @classmethod
+    def _of(cls, pi: list[int], pj: list[int], cell_i: list[NDArray[np.int64]], cell_j: list[NDArray[np.int64]]) -> "SharedCells":
         bounds = np.concatenate([[0], np.cumsum([c.size for c in cell_i])]).astype(np.int64)
-        flat_i = np.concatenate(cell_i).astype(np.int64) if cell_i else np.zeros(0, np.int64)
-        flat_j = np.concatenate(cell_j).astype(np.int64) if cell_j else np.zeros(0, np.int64)
-        return cls(np.array(pi, np.int64), np.array(pj, np.int64), flat_i, flat_j, bounds)
+        return cls(np.array(pi, np.int64), np.array(pj, np.int64), np.concatenate(cell_i), np.concatenate(cell_j), bounds)
 
 
 def deshaded(inp: SeamInput, coeffs: tuple[float, ...]) -> SeamInput:
@@ -141,28 +152,29 @@ def deshaded(inp: SeamInput, coeffs: tuple[float, ...]) -> SeamInput:
     return replace(inp, rgb=rgb)
 
 
-def _shading_samples(inputs: list[SeamInput], shared: SharedCells) -> list[PairSamples]:
+def _shading_samples(inputs: list[SeamInput]) -> list[PairSamples]:
     """About 400 cells of each overlap (of at least 16) between images with image positions."""
     with_xy = np.array([inp.nxy is not None for inp in inputs])
-    size = np.diff(shared.bounds)
-    use = np.flatnonzero((size >= 16) & with_xy[shared.i] & with_xy[shared.j]).tolist()
-    if not use:
-        return []
     nxy = np.concatenate([inp.nxy.reshape(-1, 2) if inp.nxy is not None else np.zeros((inp.valid.size, 2), np.float32) for inp in inputs])
     rgb = np.concatenate([inp.rgb.reshape(-1, 3) for inp in inputs])
-    picks = [np.arange(shared.bounds[p], shared.bounds[p + 1], max(1, int(size[p]) // 400)) for p in use]
-    bounds = np.concatenate([[0], np.cumsum([r.size for r in picks])])
-    rows = np.concatenate(picks)
-    samples = []
-    for cells in (shared.cell_i[rows], shared.cell_j[rows]):
-        c = rgb[cells]
-        grey = ((c[:, 0].astype(np.float64) + c[:, 1] + c[:, 2]) / 3.0).astype(np.float32)  # the mean of the channels
-        samples.append((grey, nxy[cells]))
-    (grey_i, xy_i), (grey_j, xy_j) = samples
     out = []
-    for k, p in enumerate(use):
-        s, e = bounds[k], bounds[k + 1]
-        out.append(PairSamples(int(shared.i[p]), int(shared.j[p]), grey_i[s:e], grey_j[s:e], (xy_i[s:e, 0], xy_i[s:e, 1]), (xy_j[s:e, 0], xy_j[s:e, 1])))
+    for shared in SharedCells.in_runs(inputs):
+        size = np.diff(shared.bounds)
+        use = np.flatnonzero((size >= 16) & with_xy[shared.i] & with_xy[shared.j]).tolist()
+        if not use:
+            continue
+        picks = [np.arange(shared.bounds[p], shared.bounds[p + 1], max(1, int(size[p]) // 400)) for p in use]
+        bounds = np.concatenate([[0], np.cumsum([r.size for r in picks])])
+        rows = np.concatenate(picks)
+        samples = []
+        for cells in (shared.cell_i[rows], shared.cell_j[rows]):
+            c = rgb[cells]
+            grey = ((c[:, 0].astype(np.float64) + c[:, 1] + c[:, 2]) / 3.0).astype(np.float32)  # the mean of the channels
+            samples.append((grey, nxy[cells]))
+        (grey_i, xy_i), (grey_j, xy_j) = samples
+        for k, p in enumerate(use):
+            s, e = bounds[k], bounds[k + 1]
+            out.append(PairSamples(int(shared.i[p]), int(shared.j[p]), grey_i[s:e], grey_j[s:e], (xy_i[s:e, 0], xy_i[s:e, 1]), (xy_j[s:e, 0], xy_j[s:e, 1])))
     return out
 
 
@@ -175,18 +187,20 @@ def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, shad
     """
     if not enabled or len(views) < 2:
         return views, inputs
-    shared = SharedCells.of(inputs)
     if shading:
         cams = sorted({v.camera.camera_id for v in views})
         camera_of = [cams.index(v.camera.camera_id) for v in views]
-        coeffs = fit_shading(_shading_samples(inputs, shared), camera_of, len(cams))
+        coeffs = fit_shading(_shading_samples(inputs), camera_of, len(cams))
         for c in range(len(cams)):
             k = coeffs[camera_of.index(c)]
             logger.info("lens fall-off of %s: exp(%.3f r^2 + %.3f r^4)", cams[c], k[5], k[6])
         views = [replace(v, shading=tuple(float(t) for t in k)) for v, k in zip(views, coeffs)]
         inputs = [deshaded(inp, v.shading) for inp, v in zip(inputs, views)]
     rgb = np.concatenate([inp.rgb.reshape(-1, 3) for inp in inputs])
-    stats = overlap_stats_many(shared.i, shared.j, rgb[shared.cell_i], rgb[shared.cell_j], shared.bounds)
+    stats = [
+        s for shared in SharedCells.in_runs(inputs)
+        for s in overlap_stats_many(shared.i, shared.j, rgb[shared.cell_i], rgb[shared.cell_j], shared.bounds)
+    ]
     gains = solve_gains(len(views), stats)
     logger.info("exposure gains from %d overlaps: %.3f .. %.3f", len(stats), float(gains.min()), float(gains.max()))
     return [replace(v, gain=(float(g[0]), float(g[1]), float(g[2]))) for v, g in zip(views, gains)], inputs
