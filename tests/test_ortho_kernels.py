@@ -212,6 +212,65 @@ def test_gains_recover_relative_exposure() -> None:
     assert np.allclose(ratio, np.array(truth) / truth[0], rtol=0.03)
 
 
+def test_small_solves_run_blas_on_the_calling_thread_alone() -> None:
+    from pipeline.ortho.exposure import _blas_threads_setter, _one_blas_thread
+
+    setter = _blas_threads_setter()
+    if setter is None:
+        pytest.skip("numpy is not built on OpenBLAS")
+    previous = setter(3)
+    try:
+        with _one_blas_thread():
+            assert setter(1) == 1
+        assert setter(3) == 3  # restored on leaving
+    finally:
+        setter(previous)
+
+
+def test_overlap_stats_of_many_pairs_match_each_pair_alone() -> None:
+    from pipeline.ortho.exposure import overlap_stats_many
+
+    rng = np.random.default_rng(3)
+    sizes = (300, 5, 0, 120)  # a pair with too few cells and one with none are left out
+    rgb_i = [rng.integers(0, 256, (k, 3)).astype(np.uint8) for k in sizes]
+    rgb_j = [np.clip(x * rng.uniform(0.7, 1.3) + rng.normal(0, 4, x.shape), 0, 255).astype(np.uint8) for x in rgb_i]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    many = overlap_stats_many(np.arange(4), np.arange(4) + 10, np.concatenate(rgb_i), np.concatenate(rgb_j), bounds)
+    alone = [overlap_stats(p, p + 10, a[:, None], b[:, None], np.ones((a.shape[0], 1), bool)) for p, (a, b) in enumerate(zip(rgb_i, rgb_j))]
+    assert [s.i for s in many] == [0, 3]
+    assert many == [s for s in alone if s is not None]
+
+
+def test_shared_cells_pair_the_same_ground_cells() -> None:
+    from pipeline.ortho.flight import SharedCells
+
+    rng = np.random.default_rng(8)
+    wins = [Window(0, 0, 7, 5), Window(4, 2, 6, 6), Window(20, 20, 3, 3), Window(2, 3, 9, 4)]
+    inputs = [SeamInput(w, rng.uniform(size=(w.height, w.width)) > 0.3, np.zeros((w.height, w.width), np.float32), np.zeros((w.height, w.width, 3), np.uint8)) for w in wins]
+    runs = list(SharedCells.in_runs(inputs, max_cells=5))  # about one pair a run
+    start = np.concatenate([[0], np.cumsum([inp.valid.size for inp in inputs])])
+
+    def ground(k: int, flat: int) -> tuple[int, int]:
+        r, c = divmod(flat - int(start[k]), wins[k].width)
+        assert inputs[k].valid[r, c]
+        return r + wins[k].row_off, c + wins[k].col_off
+
+    seen = {}
+    for shared in runs:
+        for p, (i, j) in enumerate(zip(shared.i.tolist(), shared.j.tolist())):
+            rows = range(shared.bounds[p], shared.bounds[p + 1])
+            cells = [ground(i, int(shared.cell_i[r])) for r in rows]
+            assert cells == [ground(j, int(shared.cell_j[r])) for r in rows]
+            seen[(i, j)] = set(cells)
+    assert len(runs) > 1 and list(seen) == sorted(seen)  # several runs, pairs in image order
+    def seen_by(k: int) -> set[tuple[int, int]]:
+        return {(r + wins[k].row_off, c + wins[k].col_off) for r, c in zip(*np.nonzero(inputs[k].valid))}
+
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert seen.get((i, j), set()) == seen_by(i) & seen_by(j)
+
+
 # -- seams ----------------------------------------------------------------------------
 def _two_image_strip(h: int = 20, w: int = 40) -> tuple[list[SeamInput], np.ndarray, np.ndarray]:
     cols = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
@@ -274,6 +333,34 @@ def test_expansion_move_is_optimal_on_a_tiny_grid() -> None:
         solver.cost = start_cost
         solver.expand(alpha)
         assert solver.energy() == pytest.approx(best, rel=1e-3, abs=1e-2)
+
+
+def test_move_cut_is_the_largest_minimiser_of_the_binary_energy() -> None:
+    """The move's min cut (max-flow from either terminal) minimises sum d x + sum w (1 - x_p) x_q
+    exactly, and of the minimisers takes the largest set of cells (ties go to alpha)."""
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        h, w = 3, 4
+        region = rng.uniform(size=(h, w)) > 0.25
+        # Mostly positive or mostly negative unaries, so the flow runs from either terminal;
+        # small integers, so ties occur.
+        d = rng.integers(-4, 5, (h, w)) + (3 if trial % 2 else -3)
+        qh = np.zeros((h, w), np.int32)
+        qv = np.zeros((h, w), np.int32)
+        qh[:, :-1] = rng.integers(0, 4, (h, w - 1)) * (region[:, :-1] & region[:, 1:])
+        qv[:-1, :] = rng.integers(0, 4, (h - 1, w)) * (region[:-1, :] & region[1:, :])
+        cells = list(zip(*np.nonzero(region)))
+        energies = {}
+        for pick in itertools.product([0, 1], repeat=len(cells)):
+            x = np.zeros((h, w), np.int64)
+            for v, (r, c) in zip(pick, cells):
+                x[r, c] = v
+            e = (d * x).sum() + (qh[:, :-1] * (1 - x[:, :-1]) * x[:, 1:]).sum() + (qv[:-1, :] * (1 - x[:-1, :]) * x[1:, :]).sum()
+            energies[pick] = int(e)
+        best = min(energies.values())
+        largest = np.any([np.array(p, bool) for p, e in energies.items() if e == best], axis=0)
+        take = SeamSolver._min_cut(region, d.astype(np.float64), qh, qv)
+        assert np.array_equal(take, largest)
 
 
 def test_coarse_to_fine_solve_goes_round_the_building() -> None:

@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +21,7 @@ from models.footprint import footprint_bounds
 from models.raster import GridSpec, Window
 from models.reconstruction import Reconstruction
 from pipeline.ortho.dsm import DsmSource, HeightRange
-from pipeline.ortho.exposure import OverlapStats, PairSamples, fit_shading, overlap_stats, shading_factor, solve_gains
+from pipeline.ortho.exposure import PairSamples, fit_shading, overlap_stats_many, shading_factor, solve_gains
 from pipeline.ortho.plan import ImageView
 from pipeline.ortho.seams import SeamInput, SeamSolver, SeamWeights, seam_geometry_cost, solve_labels
 from pipeline.ortho.select import blur_penalties
@@ -100,6 +101,48 @@ def _overlaps(inputs: list[SeamInput]) -> list[tuple[int, int, tuple[slice, slic
     return out
 
 
+@dataclass(frozen=True)
+class SharedCells:
+    """The cells each of some overlapping pairs of images both see, as flat indices into every
+    image's seam samples laid end to end (image order, row-major): pair p's are rows
+    ``bounds[p]:bounds[p + 1]`` of ``cell_i`` (in image ``i[p]``) and ``cell_j`` (in ``j[p]``)."""
+
+    i: NDArray[np.int64]
+    j: NDArray[np.int64]
+    cell_i: NDArray[np.int64]
+    cell_j: NDArray[np.int64]
+    bounds: NDArray[np.int64]
+
+    @classmethod
+    def in_runs(cls, inputs: list[SeamInput], max_cells: int = 1 << 18) -> Iterator["SharedCells"]:
+        """Every overlapping pair, in image order, in runs of about ``max_cells`` shared cells (a
+        flight's overlaps hold millions: what is gathered per run stays a few MB); pairs that
+        share no valid cell are left out."""
+        start = np.concatenate([[0], np.cumsum([inp.valid.size for inp in inputs])])
+        run: tuple[list[int], list[int], list[NDArray[np.int64]], list[NDArray[np.int64]]] = ([], [], [], [])
+        cells = 0
+        for i, j, sa, sb in _overlaps(inputs):
+            a, b = inputs[i], inputs[j]
+            rr, cc = np.nonzero(a.valid[sa] & b.valid[sb])
+            if rr.size == 0:
+                continue
+            run[0].append(i)
+            run[1].append(j)
+            run[2].append(start[i] + (rr + sa[0].start) * a.window.width + (cc + sa[1].start))
+            run[3].append(start[j] + (rr + sb[0].start) * b.window.width + (cc + sb[1].start))
+            cells += rr.size
+            if cells >= max_cells:
+                yield cls._of(*run)
+                run, cells = ([], [], [], []), 0
+        if run[0]:
+            yield cls._of(*run)
+
+    @classmethod
+    def _of(cls, pi: list[int], pj: list[int], cell_i: list[NDArray[np.int64]], cell_j: list[NDArray[np.int64]]) -> "SharedCells":
+        bounds = np.concatenate([[0], np.cumsum([c.size for c in cell_i])]).astype(np.int64)
+        return cls(np.array(pi, np.int64), np.array(pj, np.int64), np.concatenate(cell_i), np.concatenate(cell_j), bounds)
+
+
 def deshaded(inp: SeamInput, coeffs: tuple[float, ...]) -> SeamInput:
     """The seam samples with the image's brightness field removed."""
     if inp.nxy is None or not any(coeffs):
@@ -107,6 +150,32 @@ def deshaded(inp: SeamInput, coeffs: tuple[float, ...]) -> SeamInput:
     f = shading_factor(inp.nxy[..., 0], inp.nxy[..., 1], coeffs)
     rgb = np.clip(inp.rgb.astype(np.float32) * f[..., None], 0, 255).astype(np.uint8)
     return replace(inp, rgb=rgb)
+
+
+def _shading_samples(inputs: list[SeamInput]) -> list[PairSamples]:
+    """About 400 cells of each overlap (of at least 16) between images with image positions."""
+    with_xy = np.array([inp.nxy is not None for inp in inputs])
+    nxy = np.concatenate([inp.nxy.reshape(-1, 2) if inp.nxy is not None else np.zeros((inp.valid.size, 2), np.float32) for inp in inputs])
+    rgb = np.concatenate([inp.rgb.reshape(-1, 3) for inp in inputs])
+    out = []
+    for shared in SharedCells.in_runs(inputs):
+        size = np.diff(shared.bounds)
+        use = np.flatnonzero((size >= 16) & with_xy[shared.i] & with_xy[shared.j]).tolist()
+        if not use:
+            continue
+        picks = [np.arange(shared.bounds[p], shared.bounds[p + 1], max(1, int(size[p]) // 400)) for p in use]
+        bounds = np.concatenate([[0], np.cumsum([r.size for r in picks])])
+        rows = np.concatenate(picks)
+        samples = []
+        for cells in (shared.cell_i[rows], shared.cell_j[rows]):
+            c = rgb[cells]
+            grey = ((c[:, 0].astype(np.float64) + c[:, 1] + c[:, 2]) / 3.0).astype(np.float32)  # the mean of the channels
+            samples.append((grey, nxy[cells]))
+        (grey_i, xy_i), (grey_j, xy_j) = samples
+        for k, p in enumerate(use):
+            s, e = bounds[k], bounds[k + 1]
+            out.append(PairSamples(int(shared.i[p]), int(shared.j[p]), grey_i[s:e], grey_j[s:e], (xy_i[s:e, 0], xy_i[s:e, 1]), (xy_j[s:e, 0], xy_j[s:e, 1])))
+    return out
 
 
 def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, shading: bool = True) -> tuple[list[ImageView], list[SeamInput]]:
@@ -118,40 +187,20 @@ def balance(views: list[ImageView], inputs: list[SeamInput], enabled: bool, shad
     """
     if not enabled or len(views) < 2:
         return views, inputs
-    pairs = _overlaps(inputs)
     if shading:
         cams = sorted({v.camera.camera_id for v in views})
         camera_of = [cams.index(v.camera.camera_id) for v in views]
-        samples = []
-        for i, j, sa, sb in pairs:
-            a, b = inputs[i], inputs[j]
-            if a.nxy is None or b.nxy is None:
-                continue
-            rr, cc = np.nonzero(a.valid[sa] & b.valid[sb])
-            if rr.size < 16:
-                continue
-            # About 400 cells of the overlap: gather just those.
-            step = max(1, rr.size // 400)
-            rr, cc = rr[::step], cc[::step]
-            pa, pb = a.nxy[sa][rr, cc], b.nxy[sb][rr, cc]
-            samples.append(
-                PairSamples(
-                    i, j, a.rgb[sa][rr, cc].mean(axis=1).astype(np.float32), b.rgb[sb][rr, cc].mean(axis=1).astype(np.float32),
-                    (pa[:, 0], pa[:, 1]), (pb[:, 0], pb[:, 1]),
-                )
-            )
-        coeffs = fit_shading(samples, camera_of, len(cams))
+        coeffs = fit_shading(_shading_samples(inputs), camera_of, len(cams))
         for c in range(len(cams)):
             k = coeffs[camera_of.index(c)]
             logger.info("lens fall-off of %s: exp(%.3f r^2 + %.3f r^4)", cams[c], k[5], k[6])
         views = [replace(v, shading=tuple(float(t) for t in k)) for v, k in zip(views, coeffs)]
         inputs = [deshaded(inp, v.shading) for inp, v in zip(inputs, views)]
-    stats: list[OverlapStats] = []
-    for i, j, sa, sb in pairs:
-        a, b = inputs[i], inputs[j]
-        s = overlap_stats(i, j, a.rgb[sa], b.rgb[sb], a.valid[sa] & b.valid[sb])
-        if s is not None:
-            stats.append(s)
+    rgb = np.concatenate([inp.rgb.reshape(-1, 3) for inp in inputs])
+    stats = [
+        s for shared in SharedCells.in_runs(inputs)
+        for s in overlap_stats_many(shared.i, shared.j, rgb[shared.cell_i], rgb[shared.cell_j], shared.bounds)
+    ]
     gains = solve_gains(len(views), stats)
     logger.info("exposure gains from %d overlaps: %.3f .. %.3f", len(stats), float(gains.min()), float(gains.max()))
     return [replace(v, gain=(float(g[0]), float(g[1]), float(g[2]))) for v, g in zip(views, gains)], inputs
@@ -179,9 +228,10 @@ def solve_seams(
         cost = inp.cost + np.float32(view_sharp_weight * v.blur_penalty)
         prepared.append(SeamInput(inp.window, inp.valid, cost.astype(np.float32), rgb, inp.nxy))
     geo = seam_geometry_cost(z, seam_grid.resolution, weights)
-    e0 = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights).energy()  # the best-view start
     solver = solve_labels(seam_grid.shape, prepared, geo, seam_grid.resolution, weights, sweeps)
-    logger.info("seam solve: energy %.1f -> %.1f on %d x %d cells", e0, solver.energy(), seam_grid.width, seam_grid.height)
+    if logger.isEnabledFor(logging.INFO):  # the best-view start's energy is for the log alone
+        e0 = SeamSolver(seam_grid.shape, prepared, geo, seam_grid.resolution, weights).energy()
+        logger.info("seam solve: energy %.1f -> %.1f on %d x %d cells", e0, solver.energy(), seam_grid.width, seam_grid.height)
     return solver.labels
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -94,6 +95,14 @@ def seam_geometry_cost(z: F32, cell_m: float, weights: SeamWeights, ground_radiu
     return np.asarray(np.float32(weights.height) * above + np.float32(weights.slope) * slope, dtype=np.float32)
 
 
+def _neighbours(x: NDArray[Any], fill: Any) -> NDArray[Any]:
+    """(2, h, w, ...): [0] each cell's right neighbour's value, [1] its lower neighbour's (``fill`` past the edge)."""
+    out = np.full((2,) + x.shape, fill, x.dtype)
+    out[0, :, :-1] = x[:, 1:]
+    out[1, :-1] = x[1:]
+    return out
+
+
 class SeamSolver:
     """Alpha-expansion over the seam grid for ``len(inputs)`` images."""
 
@@ -114,9 +123,11 @@ class SeamSolver:
         self.shape = shape
         self.inputs = inputs
         self.geo = np.asarray(geometry_cost, dtype=np.float32)
-        # DSM part of the seam cost per edge (mean of its two cells), right and down neighbours.
-        self.geo_h = np.float32(0.5) * (self.geo[:, 1:] + self.geo[:, :-1])
-        self.geo_v = np.float32(0.5) * (self.geo[1:, :] + self.geo[:-1, :])
+        # DSM part of the seam cost per edge (mean of its two cells): [0] each cell's edge to its
+        # right neighbour, [1] to its lower one (zero past the grid).
+        self.geo_edge = np.zeros((2,) + self.geo.shape, np.float32)
+        self.geo_edge[0, :, :-1] = np.float32(0.5) * (self.geo[:, 1:] + self.geo[:, :-1])
+        self.geo_edge[1, :-1, :] = np.float32(0.5) * (self.geo[1:, :] + self.geo[:-1, :])
         self.cell_m = float(cell_m)
         self.w = weights
         # How far (cells) an expansion may reach beyond the image's current territory.
@@ -133,22 +144,22 @@ class SeamSolver:
         h, w = shape
         self.labels = np.full((h, w), NO_LABEL, np.int32)
         self.cost = np.full((h, w), np.inf, np.float32)
-        # Colour of each cell's current image (kept up to date), so an expansion move looks up
-        # other images' colours only across current seams.
-        self.cur_rgb = np.zeros((h, w, 3), np.float32)
         for k, inp in enumerate(inputs):
             sl = inp.window.slices
             better = inp.valid & (inp.cost < self.cost[sl])
             self.labels[sl][better] = k
             self.cost[sl][better] = inp.cost[better]
-            self.cur_rgb[sl][better] = inp.rgb[better]
         if start is not None:
             for k, inp in enumerate(inputs):
                 sl = inp.window.slices
                 take = inp.valid & (start[sl] == k)
                 self.labels[sl][take] = k
                 self.cost[sl][take] = inp.cost[take]
-                self.cur_rgb[sl][take] = inp.rgb[take]
+        # Colour of each cell's current image (kept up to date), so an expansion move looks up
+        # other images' colours only across current seams.
+        rows, cols = np.indices((h, w), dtype=np.int64)
+        rgb, ok = self._colour_at(self.labels, rows, cols)
+        self.cur_rgb = np.where(ok[..., None], rgb, np.float32(0.0))
 
     # -- colour lookups --------------------------------------------------------------
     def _colour_at(self, label: I32, rows: NDArray[np.integer], cols: NDArray[np.integer]) -> tuple[F32, BoolArray]:
@@ -201,15 +212,12 @@ class SeamSolver:
         total = float(self.cost[lab >= 0].sum())
         h, w = self.shape
         for dr, dc in ((0, 1), (1, 0)):
-            r, c = np.nonzero(np.ones((h - dr, w - dc), bool))
-            r = r.astype(np.int64)
-            c = c.astype(np.int64)
-            la = lab[r, c]
-            lb = lab[r + dr, c + dc]
-            diff = (la != lb) & (la >= 0) & (lb >= 0)
-            if not diff.any():
+            la, lb = lab[: h - dr, : w - dc], lab[dr:, dc:]
+            r, c = np.nonzero((la != lb) & (la >= 0) & (lb >= 0))
+            if r.size == 0:
                 continue
-            r, c, la, lb = r[diff], c[diff], la[diff], lb[diff]
+            r, c = r.astype(np.int64), c.astype(np.int64)
+            la, lb = la[r, c], lb[r, c]
             geo = 0.5 * (self.geo[r, c] + self.geo[r + dr, c + dc])
             total += float(self._pair_cost(la, lb, (r, c), (r + dr, c + dc), geo).sum())
         return total
@@ -267,82 +275,117 @@ class SeamSolver:
         cw = np.float32(self.w.seam * self.w.colour / self.cell_m * 0.5)
         cur_cost = self.cost[box.slices]
         delta = np.where(region, a_cost - np.where(np.isfinite(cur_cost), cur_cost, np.float32(1e6)), np.float32(0.0)).astype(np.float64)
-        node = np.full((h, w), -1, np.int32)
-        n = int(region.sum())
-        node[region] = np.arange(n, dtype=np.int32)
-        src_e: list[NDArray[np.int32]] = []
-        dst_e: list[NDArray[np.int32]] = []
-        cap_e: list[NDArray[np.float64]] = []
-        for (dr, dc), geo_edge in (((0, 1), self.geo_h), ((1, 0), self.geo_v)):
-            P = (slice(0, h - dr), slice(0, w - dc))
-            Q = (slice(dr, h), slice(dc, w))
-            in_p, in_q = region[P], region[Q]
-            lp, lq = lab[P], lab[Q]
-            okp, okq = ok[P], ok[Q]
-            base = s_over_c * (np.float32(self.w.base) + geo_edge[box.row_off : box.row_off + h - dr, box.col_off : box.col_off + w - dc])
-            # V(lp, alpha) = B and V(alpha, lq) = C; V(lp, lq) = A is zero off the seams.
-            B = base + cw * (dca[P] + dca[Q])
-            C = B.copy()
-            A = np.zeros_like(B)
-            across = (lp != lq) & okp & okq & (in_p | in_q)
-            if across.any():
-                ar, ac = np.nonzero(across)
-                pr, pc = ar + box.row_off, ac + box.col_off
-                qr, qc = pr + dr, pc + dc
-                # I_lp(q) and I_lq(p): each side's image across the seam.
-                x, okx = self._colour_at(lp[ar, ac], qr, qc)
-                y, oky = self._colour_at(lq[ar, ac], pr, pc)
-                cp, cq = cur[ar, ac], cur[ar + dr, ac + dc]
-                ap, aq = a_rgb[ar, ac], a_rgb[ar + dr, ac + dc]
-                okap, okaq = a_ok[ar, ac], a_ok[ar + dr, ac + dc]
-                ones = np.ones(ar.shape[0], bool)
-                d = self._colour_diff
-                b = base[ar, ac]
-                A[ar, ac] = b + cw * (d(cp, ones, y, oky) + d(x, okx, cq, ones))
-                B[ar, ac] = b + cw * (d(cp, ones, ap, okap) + d(x, okx, aq, okaq))
-                C[ar, ac] = b + cw * (d(ap, okap, y, oky) + d(aq, okaq, cq, ones))
-            B[(lp == alpha) | ~okp] = 0.0
-            C[(lq == alpha) | ~okq] = 0.0
-            # p free, q fixed or free: U_p(1) - U_p(0) += V(alpha, lq) - V(lp, lq).
-            delta[P] += np.where(in_p, C - A, np.float32(0.0))
-            # q free, p fixed: U_q(1) - U_q(0) += V(lp, alpha) - V(lp, lq); both free:
-            # E = A + (C - A) x_p - C x_q + (B + C - A) (1 - x_p) x_q.
-            delta[Q] += np.where(in_q, np.where(in_p, -C, B - A), np.float32(0.0))
-            both = in_p & in_q
-            pair = np.maximum(B + C - A, np.float32(0.0))
-            keep = both & (pair > 0)
-            src_e.append(node[P][keep])
-            dst_e.append(node[Q][keep])
-            cap_e.append(pair[keep].astype(np.float64))
-
-        d_free = delta[region]
-        s, t = n, n + 1
-        pos = d_free > 0
-        nodes = np.arange(n, dtype=np.int32)
-        # x = 1 (take alpha) is the sink side: cutting s->p costs U(1)-U(0) > 0; p->t costs U(0)-U(1).
-        rows_g = np.concatenate([np.full(int(pos.sum()), s, np.int32), nodes[~pos], *src_e])
-        cols_g = np.concatenate([nodes[pos], np.full(int((~pos).sum()), t, np.int32), *dst_e])
-        caps = np.concatenate([d_free[pos], -d_free[~pos], *cap_e])
-        # Every (row, col) pair is distinct, so the int32 capacities never add up.
-        icaps = np.minimum(np.round(caps * _QUANT), 2**30).astype(np.int32)
-        nz = icaps > 0
-        graph = csr_matrix((icaps[nz], (rows_g[nz], cols_g[nz])), shape=(n + 2, n + 2))
-        flow = maximum_flow(graph, s, t, method="dinic").flow
-        residual = (graph - flow).tocsr()
-        residual.data = np.where(residual.data > 0, residual.data, 0)
-        residual.eliminate_zeros()
-        reach = breadth_first_order(residual, s, directed=True, return_predecessors=False)
-        source_side = np.zeros(n + 2, bool)
-        source_side[reach] = True
+        # Every cell's edges to its right (0) and lower (1) neighbour at once, with the
+        # neighbour's values shifted onto the cell (edges past the box have no neighbour).
+        lab_q, in_q, dca_q = _neighbours(lab, NO_LABEL), _neighbours(region, False), _neighbours(dca, 0.0)
+        ok_q = lab_q >= 0
+        base = s_over_c * (np.float32(self.w.base) + self.geo_edge[(slice(None),) + box.slices])
+        # V(lp, alpha) = B and V(alpha, lq) = C; V(lp, lq) = A is zero off the seams.
+        B = base + cw * (dca + dca_q)
+        C = B.copy()
+        A = np.zeros_like(B)
+        dd, ar, ac = np.nonzero((lab != lab_q) & ok & ok_q & (region | in_q))
+        if ar.size:
+            # I_lp(q) and I_lq(p): each side's image across the seam.
+            qr, qc = ar + dd, ac + 1 - dd
+            x, okx = self._colour_at(lab[ar, ac], qr + box.row_off, qc + box.col_off)
+            y, oky = self._colour_at(lab_q[dd, ar, ac], ar + box.row_off, ac + box.col_off)
+            cp, cq, ap, aq = cur[ar, ac], cur[qr, qc], a_rgb[ar, ac], a_rgb[qr, qc]
+            okap, okaq = a_ok[ar, ac], a_ok[qr, qc]
+            ones = np.ones(ar.shape[0], bool)
+            # The six colour differences of A, B and C in one pass.
+            diff = self._colour_diff(
+                np.concatenate([cp, x, cp, x, ap, aq]), np.concatenate([ones, okx, ones, okx, okap, okaq]),
+                np.concatenate([y, cq, ap, aq, y, cq]), np.concatenate([oky, ones, okap, okaq, oky, ones]),
+            ).reshape(6, -1)
+            b = base[dd, ar, ac]
+            A[dd, ar, ac] = b + cw * (diff[0] + diff[1])
+            B[dd, ar, ac] = b + cw * (diff[2] + diff[3])
+            C[dd, ar, ac] = b + cw * (diff[4] + diff[5])
+        B[:, (lab == alpha) | ~ok] = 0.0
+        C[(lab_q == alpha) | ~ok_q] = 0.0
+        # p free, q fixed or free: U_p(1) - U_p(0) += V(alpha, lq) - V(lp, lq).
+        at_p = np.where(region, C - A, np.float32(0.0))
+        # q free, p fixed: U_q(1) - U_q(0) += V(lp, alpha) - V(lp, lq); both free:
+        # E = A + (C - A) x_p - C x_q + (B + C - A) (1 - x_p) x_q.
+        at_q = np.where(in_q, np.where(region, -C, B - A), np.float32(0.0))
+        delta += at_p[0]
+        delta[:, 1:] += at_q[0, :, :-1]
+        delta += at_p[1]
+        delta[1:, :] += at_q[1, :-1, :]
+        pair = np.maximum(B + C - A, np.float32(0.0))
+        qpair = np.where(region & in_q, np.minimum(np.round(pair.astype(np.float64) * _QUANT), 2**30), 0).astype(np.int32)
         take = np.zeros((h, w), bool)
-        take[region] = ~source_side[:n]
+        take[region] = self._min_cut(region, np.clip(np.round(delta * _QUANT), -(2**30), 2**30), qpair[0], qpair[1])
         if not take.any():
             return 0
         rr, cc = np.nonzero(take)
-        self.labels[rr + box.row_off, cc + box.col_off] = alpha
-        self.cost[rr + box.row_off, cc + box.col_off] = a_cost[rr, cc]
-        self.cur_rgb[rr + box.row_off, cc + box.col_off] = a_rgb[rr, cc]
+        rr += box.row_off
+        cc += box.col_off
+        self.labels[rr, cc] = alpha
+        self.cost[rr, cc] = a_cost[take]
+        self.cur_rgb[rr, cc] = a_rgb[take]
         return int(rr.size)
+
+    @staticmethod
+    def _min_cut(region: BoolArray, qd: NDArray[np.float64], qh: I32, qv: I32) -> BoolArray:
+        """The cells of ``region`` (row-major order) that take alpha in the move's minimum cut.
+
+        ``qd``: U(1) - U(0) per cell; ``qh``, ``qv``: the pairwise weight w of the edge from a
+        cell to its right or lower neighbour, E += w (1 - x_p) x_q (zero where either cell is
+        fixed); all in integer units of 1/_QUANT. The graph holds every edge in both directions
+        (the reverse at zero capacity), so scipy adds none and its flow comes back in the same
+        layout as the capacities: the residual is one subtraction. The max-flow runs from
+        whichever terminal has fewer edges (the sink, for the graph reversed, when the source
+        has more): Dinic's searches then start from the smaller side, which the bench flight's
+        moves solve about twice as fast. The cut taken is the one nearest the sink (the most
+        cells to alpha) either way.
+        """
+        h, w = region.shape
+        flat = np.flatnonzero(region)
+        n = flat.size
+        # Node number of each cell, -1 off the region; padded so that a neighbour index past
+        # either end of the box (negative ones wrap) lands on -1.
+        node = np.full(h * w + w + 1, -1, np.int32)
+        node[flat] = np.arange(n, dtype=np.int32)
+        d = qd.ravel()[flat].astype(np.int64)
+        qh_f, qv_f = qh.ravel(), qv.ravel()
+        # Edge weights at each node's up, left, right and down sides. A cell's left (upper)
+        # neighbour's right (down) weight wraps to the box's last column (row) at the box's
+        # edge, where weights are zero.
+        cap_u, cap_l = qv_f[flat - w], qh_f[flat - 1]
+        cap_r, cap_d = qh_f[flat], qv_f[flat]
+        zero = np.zeros(n, np.int64)
+        s_side, t_side = d > 0, d < 0
+        exists = np.stack([cap_u > 0, cap_l > 0, cap_r > 0, cap_d > 0, s_side, t_side], axis=1)
+        cols = np.stack([node[flat - w], node[flat - 1], node[flat + 1], node[flat + w], np.full(n, n, np.int32), np.full(n, n + 1, np.int32)], axis=1)
+        fwd = np.stack([zero, zero, cap_r, cap_d, zero, -d], axis=1)  # x = 1 (alpha) is the sink side
+        bwd = np.stack([cap_u, cap_l, zero, zero, d, zero], axis=1)  # the reversed graph's capacities
+        s_nodes, t_nodes = np.flatnonzero(s_side), np.flatnonzero(t_side)
+        counts = np.concatenate([exists.sum(axis=1), [s_nodes.size, t_nodes.size]])
+        indptr = np.zeros(n + 3, np.int32)
+        np.cumsum(counts, out=indptr[1:])
+        indices = np.concatenate([cols[exists], s_nodes.astype(np.int32), t_nodes.astype(np.int32)])
+        cap = np.concatenate([fwd[exists], d[s_nodes], np.zeros(t_nodes.size, np.int64)])
+        reverse = s_nodes.size > t_nodes.size
+        if reverse:
+            rcap = np.concatenate([bwd[exists], np.zeros(s_nodes.size, np.int64), -d[t_nodes]])
+            graph = csr_matrix((rcap.astype(np.int32), indices, indptr), shape=(n + 2, n + 2))
+            flow = maximum_flow(graph, n + 1, n, method="dinic").flow
+        else:
+            graph = csr_matrix((cap.astype(np.int32), indices, indptr), shape=(n + 2, n + 2))
+            flow = maximum_flow(graph, n, n + 1, method="dinic").flow
+        if flow.nnz != indices.size or not np.array_equal(flow.indptr, indptr):
+            raise RuntimeError("max-flow result does not follow the graph's layout")
+        residual = cap + flow.data if reverse else cap - flow.data
+        keep = residual > 0
+        kept = np.zeros(indices.size + 1, np.int32)
+        np.cumsum(keep, out=kept[1:])
+        res = csr_matrix((np.ones(int(kept[-1])), indices[keep], kept[indptr]), shape=(n + 2, n + 2))
+        reach = breadth_first_order(res, n, directed=True, return_predecessors=False)
+        take = np.ones(n + 2, bool)
+        take[reach] = False
+        return take[:n]
 
     def solve(self, sweeps: int = 2) -> I32:
         """Run expansion sweeps over every image until nothing changes or ``sweeps`` are done."""
