@@ -667,26 +667,3 @@ def test_dsm_block_sums_skip_holes_and_match_the_masked_sums() -> None:
     assert count[0, 0] == 48.0 and count[1, 2] == 0.0 and count[2, 4] == 48.0 and count[1, 1] == 49.0
     assert np.isfinite(total).all()
     np.testing.assert_allclose(total[0, 0], float(z[:7, :7].sum(dtype=np.float64)) - float(z[3, 4]), rtol=1e-6)
-
-
-def test_a_four_channel_working_copy_holds_the_same_colours(tmp_path: Path) -> None:
-    """decode_view's RGBA working copy (for bilinear sampling): the RGB copy's values plus an opaque channel."""
-    from pipeline.ortho.plan import ImageView
-    from pipeline.ortho.prep import decode_view
-    from pipeline.workspace import Workspace
-
-    rng = np.random.default_rng(11)
-    bgr = cv2.GaussianBlur(rng.integers(0, 256, (CAM.height, CAM.width, 3), np.uint8), (0, 0), 1.5)
-    path = tmp_path / "IMG_0001.JPG"
-    cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    out = {}
-    for rgba in (False, True):
-        ws = Workspace(tmp_path / f"ws-{rgba}")
-        ws.ensure()
-        view = ImageView(0, path.name, str(path), CAM, _pose(0.0, 0.0, 40.0), (-50.0, -50.0, 50.0, 50.0))
-        out[rgba] = decode_view(view, 0.001, 0.0, 16, ws, rgba=rgba)  # a fine ortho: the full-size image
-    rgb, four = np.load(out[False].work_cache), np.load(out[True].work_cache)
-    assert rgb.shape == (CAM.height, CAM.width, 3) and four.shape == (CAM.height, CAM.width, 4)
-    assert np.array_equal(four[..., :3], rgb) and (four[..., 3] == 255).all()
-    assert np.array_equal(np.load(out[False].low_cache), np.load(out[True].low_cache))
-    assert out[False].sharpness == pytest.approx(out[True].sharpness, rel=1e-6)

@@ -56,7 +56,7 @@ class ImageView:
     footprint: tuple[float, float, float, float]  # ground bounds (x0, y0, x1, y1) it can see
     min_depth: float = 1.0  # nearest depth (m) of any DSM point in view: sets the z-buffer cell
     # Filled by the preparation task:
-    work_cache: str = ""  # decoded image at the working scale (.npy, RGB; RGBA, opaque, for bilinear sampling)
+    work_cache: str = ""  # decoded image at the working scale (.npy, RGB)
     work_size: tuple[int, int] = (0, 0)  # (width, height) of the working image
     low_cache: str = ""  # the working image reduced by the blending grid factor (.npy, RGB)
     low_size: tuple[int, int] = (0, 0)

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from drone_io.image_pixels import exact_reduction, read_image_rgb, read_image_rgba
+from drone_io.image_pixels import exact_reduction, read_image_rgb
 from models.errors import InputError
 from models.raster import GridSpec, Window
 from pipeline.ortho.dsm import HeightRange, floor_heights
@@ -156,11 +156,6 @@ def _resize(img: U8, width: int, height: int) -> U8:
     return np.asarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
-def _rgb(img: U8) -> U8:
-    """The RGB channels of an RGB or RGBA image."""
-    return np.asarray(cv2.cvtColor(img, cv2.COLOR_RGBA2RGB), np.uint8) if img.shape[2] == 4 else img
-
-
 def sample_image(img: NDArray[Any], u: F32, v: F32, interpolation: int = cv2.INTER_LINEAR) -> F32:
     """Colours (n, 3) of an in-memory image at 1-D pixel coordinates (pixel-centre convention)."""
     n = u.shape[0]
@@ -176,20 +171,17 @@ def sample_image(img: NDArray[Any], u: F32, v: F32, interpolation: int = cv2.INT
     return np.asarray(out.reshape(rows * cols, -1)[:n], dtype=np.float32)
 
 
-def decode_view(view: ImageView, resolution: float, ground_z: float, low_factor: int, ws: Workspace, rgba: bool = False) -> ImageView:
+def decode_view(view: ImageView, resolution: float, ground_z: float, low_factor: int, ws: Workspace) -> ImageView:
     """Dask task: decode the image at the working scale and cache it, with its blending-grid copy.
 
     Needs only the ortho grid's ``resolution`` and the flight's ground height, so the stage
     submits it before the occluder DSM and the seam grid exist and pools and samples those on
     the client while the images decode; :func:`prepare_image` then takes the returned view.
-    With ``rgba`` the working copy gets an opaque fourth channel (bilinear sampling is
-    faster on four channels, see :func:`drone_io.image_pixels.read_image_rgba`); the
-    blending copy is RGB either way.
     """
     cam = view.camera
     scale = working_scale(view, resolution, ground_z)
     reduce = exact_reduction(cam.width, cam.height, int(math.floor(1.0 / scale + 1e-6)))
-    img = (read_image_rgba if rgba else read_image_rgb)(Path(view.path), reduce)
+    img = read_image_rgb(Path(view.path), reduce)
     if img.shape[1] * reduce != cam.width or img.shape[0] * reduce != cam.height:
         raise InputError(
             f"image {view.path} decodes to {img.shape[1] * reduce}x{img.shape[0] * reduce} px but its camera "
@@ -201,7 +193,7 @@ def decode_view(view: ImageView, resolution: float, ground_z: float, low_factor:
     del img
     f = max(1, low_factor)
     low_w, low_h = max(1, int(round(work_w / f))), max(1, int(round(work_h / f)))
-    low = _rgb(_resize(work, low_w, low_h))
+    low = _resize(work, low_w, low_h)
     work_path = ws.ortho_image_cache_path(view.name, "work")
     low_path = ws.ortho_image_cache_path(view.name, "low")
     ws.save_ortho_array(work_path, work)
@@ -242,7 +234,7 @@ def prepare_image(view: ImageView, plan: OrthoPlan, ws: Workspace) -> tuple[Imag
     if seam_w <= low_w and seam_h <= low_h:
         seam_img = _resize(np.load(view.low_cache), seam_w, seam_h)
     else:
-        seam_img = _rgb(_resize(np.load(view.work_cache), seam_w, seam_h))
+        seam_img = _resize(np.load(view.work_cache), seam_w, seam_h)
     hr = load_height_range(plan)
     region = window_bounds(sg, win)
     z_lo, z_hi = hr.range_in(region, ground)

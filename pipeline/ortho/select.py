@@ -56,12 +56,12 @@ def view_cost(
 
 
 def sharpness(rgb: U8, longest: int = 1024) -> float:
-    """A focus measure: variance of the Laplacian of the grey image at most ``longest`` px (RGB or RGBA).
+    """A focus measure: variance of the Laplacian of the grey image at most ``longest`` px.
 
     The image is reduced by a whole factor (block means: OpenCV's fast path, where a
     fractional INTER_AREA costs more than the rest of the measure).
     """
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGBA2GRAY if rgb.shape[2] == 4 else cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     h, w = grey.shape
     k = -(-max(h, w) // longest)
     if k > 1:

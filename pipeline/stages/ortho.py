@@ -128,8 +128,7 @@ def prepare_flight(ws: Workspace, cfg: Config, client: Client) -> FlightPlan:
     # The images decode on the workers while the client pools the occluder DSM and samples
     # the seam grid's heights (which the second per-image step needs).
     decoding = submit_tasks(
-        client, decode_view, views, res, dsm.fill_height, params.low_factor, ws, params.interpolation == cv2.INTER_LINEAR,
-        label="ortho-decode", item_names=[v.name for v in views],
+        client, decode_view, views, res, dsm.fill_height, params.low_factor, ws, label="ortho-decode", item_names=[v.name for v in views]
     )
     pool = occluder_pool(oc.occlusion_cell_px, res, geo.gsd_m, dsm.grid.resolution)
     if pool > 1:
