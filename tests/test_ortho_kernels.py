@@ -567,36 +567,6 @@ def test_cell_lattice_projection_matches_the_exact_projection() -> None:
         assert exact[edge].all()  # the pixels along the box's edge are projected exactly
 
 
-def test_tile_colours_are_the_same_from_a_four_channel_image_cache(tmp_path: Path) -> None:
-    from pipeline.ortho.plan import ImageView
-    from pipeline.ortho.tile import CellLattice, _CellPart, _View
-
-    rng = np.random.default_rng(5)
-    rgb = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), np.uint8), (0, 0), 2.0)
-    views = []
-    for name, pixels in (("rgb", rgb), ("rgba", cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA))):
-        np.save(tmp_path / f"{name}.npy", pixels)
-        view = ImageView(
-            0, name, name, CAM, _pose(0.0, 0.0, 40.0), (-50.0, -50.0, 50.0, 50.0), work_cache=str(tmp_path / f"{name}.npy"),
-            work_size=(640, 480), gain=(1.1, 0.9, 1.0), shading=(0.05, -0.02, 0.0, 0.01, 0.0, 0.0),
-        )
-        views.append(_View(view, UTM, cv2.INTER_LINEAR, 0.5))
-    ki, nr, nc = 8, 6, 7
-    lattice = CellLattice.build(ki, np.arange(nc + 1, dtype=np.float32), -np.arange(nr + 1, dtype=np.float32), np.zeros((nr + 1, nc + 1), np.float32))
-    rows, cols = (a.ravel().astype(np.int64) for a in np.meshgrid(np.arange(nr), np.arange(nc), indexing="ij"))
-    u = rng.uniform(-3.0, 643.0, (rows.size * ki, ki)).astype(np.float32)  # a few past the frame: its border
-    v = rng.uniform(-3.0, 483.0, (rows.size * ki, ki)).astype(np.float32)
-    part = _CellPart(rows, cols, u, v, True)
-    factors = np.concatenate([rng.uniform(0.8, 1.2, (3, nr + 1, nc + 1)), rng.uniform(-9.0, 9.0, (3, nr + 1, nc + 1))]).astype(np.float32)
-    field = rng.uniform(-5.0, 5.0, (12, 12, 3)).astype(np.float32)
-    cx, cy = rng.uniform(0.0, 11.0, u.size).astype(np.float32), rng.uniform(0.0, 11.0, u.size).astype(np.float32)
-    cells = [w.render_cells(part, lattice, factors) for w in views]
-    points = [w.render_points(u.ravel(), v.ravel(), cx, cy, field) for w in views]
-    assert cells[0].shape == (rows.size * ki, ki, 3) and points[0].shape == (u.size, 3)
-    assert np.array_equal(cells[0], cells[1])
-    assert np.array_equal(points[0], points[1])
-
-
 def test_dsm_step_cells_match_a_gather_over_every_cell() -> None:
     import cv2
 
