@@ -218,7 +218,7 @@ class _RowMajorFeed:
 
     def __init__(self, writer: CogBlockWriter, fp: FlightPlan) -> None:
         self.writer = writer
-        # Row-major order of every tile: ("job", index into fp.jobs) or ("empty", window).
+        # Every tile in row-major order: its window and its index in fp.jobs (None: an empty tile).
         slots: list[tuple[Window, int | None]] = [(w, i) for i, (w, _) in enumerate(fp.jobs)] + [(w, None) for w in fp.empty]
         self.order = sorted(slots, key=lambda t: (t[0].row_off, t[0].col_off))
         self.ready: dict[int, TileResult] = {}
@@ -316,7 +316,8 @@ STAGE = StageSpec(
     run=run,
     config_fields=("ortho",),
     inputs=_inputs,
-    version=5,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
-    # 4: COG blocks compressed by the tile tasks; 5: coarse-to-fine seam solve
+    version=6,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
+    # 4: COG blocks compressed by the tile tasks; 5: coarse-to-fine seam solve; 6: occluder cells of image pixels
+    # when the ortho is finer than the flight GSD
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
