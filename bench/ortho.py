@@ -20,6 +20,11 @@ memory does not grow with the mosaic. Figures:
   delivers when the machine is shared), for the whole stage and for the
   tile phase alone;
 - peak RSS.
+
+A third run at half the GSD puts the workers in their own processes
+(``run.processes``): no shared Python lock, so the tile phase scales with the
+cores; its CPU seconds are the client's and the workers' together (no split by
+part), its peak RSS the sum of every process's peak.
 """
 
 from __future__ import annotations
@@ -67,8 +72,16 @@ def _render_scene(root: Path) -> Path:
     return root
 
 
-def _one(flight: Path, out: Path, gsd_factor: float, workers: int) -> dict[str, Any]:
-    """One ortho run in this process (called in a child process)."""
+def _process_cpu() -> float:
+    return time.process_time()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _one(flight: Path, out: Path, gsd_factor: float, workers: int, processes: bool = False) -> dict[str, Any]:
+    """One ortho run in this process (called in a child process); with ``processes``, on worker processes."""
     import dataclasses
     import logging
 
@@ -92,7 +105,7 @@ def _one(flight: Path, out: Path, gsd_factor: float, workers: int) -> dict[str, 
     ws.save_images(records, [])
     ws.save_reconstruction(rec)
     shutil.copy(flight / "truth" / "dsm.tif", ws.dsm_path)
-    cfg = Config(run=RunConfig(workers=workers))
+    cfg = Config(run=RunConfig(workers=workers, processes=processes))
     cfg = dataclasses.replace(cfg, ortho=dataclasses.replace(cfg.ortho, gsd_factor=gsd_factor))
     cv2.setNumThreads(1)  # one core per Dask worker: the per-core figure stays honest
     cpu_by_part: dict[str, float] = {}
@@ -112,9 +125,17 @@ def _one(flight: Path, out: Path, gsd_factor: float, workers: int) -> dict[str, 
     ortho.render_tiles = cpu_timed("tiles", ortho.render_tiles)
     ortho.write_orthophoto = cpu_timed("cog_and_preview", ortho.write_orthophoto)
     with dask_client(cfg.run) as client:
+        if processes:  # warm the workers (imports, one thread for OpenCV) and count their CPU too
+            client.run(_warm_worker)
+        w0 = client.run(_process_cpu) if processes else {}
         c0, t0 = time.process_time(), time.perf_counter()
         report = ortho.run(ws, cfg, client)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        worker_rss = 0.0
+        if processes:
+            cpu += sum(t - w0[k] for k, t in client.run(_process_cpu).items())
+            worker_rss = sum(client.run(_peak_rss_mb).values())
+            cpu_by_part.clear()  # the parts' CPU seconds are this process's alone: not the workers
     f = report.figures["ortho"]
     return {
         "wall_s": wall,
@@ -126,9 +147,17 @@ def _one(flight: Path, out: Path, gsd_factor: float, workers: int) -> dict[str, 
         "cpu_seconds": cpu_by_part,
         "coverage": f["coverage_fraction"],
         "images_used": f["images_used"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": _peak_rss_mb() + worker_rss,  # with worker processes: the sum of every process's peak
         "workers": workers,
     }
+
+
+def _warm_worker() -> None:
+    import cv2
+
+    import pipeline.stages.ortho  # noqa: F401
+
+    cv2.setNumThreads(1)
 
 
 def run(out: Path) -> list[str]:
@@ -136,10 +165,10 @@ def run(out: Path) -> list[str]:
     flight, kind = _render_flight(out)
     lines = [f"flight: {kind} ({time.perf_counter() - t0:.0f} s to prepare); true cameras + true DSM"]
     workers = max(1, min(2, len(os.sched_getaffinity(0))))
-    for factor in (1.0, 0.5):
-        run_dir = out / f"ortho-{factor}"
+    for factor, processes in ((1.0, False), (0.5, False), (0.5, True)):
+        run_dir = out / f"ortho-{factor}-{processes}"
         proc = subprocess.run(
-            [sys.executable, "-m", "bench.ortho", str(flight), str(run_dir), str(factor), str(workers)],
+            [sys.executable, "-m", "bench.ortho", str(flight), str(run_dir), str(factor), str(workers), "processes" if processes else "threads"],
             cwd=REPO, capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
@@ -154,8 +183,9 @@ def run(out: Path) -> list[str]:
             f"GSD {100 * r['gsd_m']:.2f} cm ({factor:g} x flight GSD): {r['size_px'][0]} x {r['size_px'][1]} px = {mp:.1f} MP, "
             f"{r['images_used']} images, coverage {100 * r['coverage']:.1f}%"
         )
-        lines.append(f"  stage wall {wall:.1f} s on {workers} workers ({phases})")
-        lines.append("  CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()) + f"; stage {cpu:.1f}")
+        kind = "worker processes" if processes else "worker threads"
+        lines.append(f"  stage wall {wall:.1f} s on {workers} {kind} ({phases})")
+        lines.append("  CPU seconds: " + "".join(f"{k} {v:.1f}, " for k, v in parts.items()) + f"stage {cpu:.1f}")
         lines.append(f"  output MP/s/core, stage: {mp / wall / workers:.2f} (wall), {mp / cpu:.2f} (CPU)")
         tile_cpu = f", {mp / parts['tiles']:.2f} (CPU)" if parts.get("tiles") else ""
         lines.append(f"  output MP/s/core, tile phase: {mp / tiles_s / workers:.2f} (wall){tile_cpu}")
@@ -165,4 +195,4 @@ def run(out: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_one(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))))
+    print(json.dumps(_one(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5:6] == ["processes"])))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from models.errors import ClusterError
 from pipeline.config import RunConfig
@@ -27,6 +30,42 @@ def quiet_dask_logs() -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("distributed", "tornado", "bokeh"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the process's heap for reuse instead of giving it back at once (glibc only).
+
+    Dask's nanny starts worker processes with ``MALLOC_TRIM_THRESHOLD_=65536``, so every
+    large temporary array the numpy/OpenCV kernels free goes back to the kernel and the next
+    one page-faults its memory in again: on the ortho bench (half GSD, 2 worker processes)
+    the tile tasks took 10.4 CPU-s instead of 4.9. Arrays up to 32 MiB come from the heap,
+    whose top is trimmed only past 256 MiB free (64 MiB kept as padding). Peak memory is
+    the same; a worker holds up to ~256 MiB more between tasks. Returns whether it applied.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(mallopt(param, value) == 1 for param, value in ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 64 << 20)))
+
+
+class MallocTuning(WorkerPlugin):
+    """Runs :func:`tune_malloc` in every worker process, including workers that join later."""
+
+    def setup(self, worker: Any) -> None:
+        tune_malloc()
+
+
+def _prepare_workers(client: Client) -> None:
+    client.register_plugin(MallocTuning(), name="aerobase-malloc-tuning")
 
 
 @contextlib.contextmanager
@@ -54,6 +93,7 @@ def dask_client(run: RunConfig, scheduler: str | None = None) -> Iterator[Client
                 f"the Dask scheduler at {scheduler} has no workers; start some with "
                 f"'dask worker {scheduler}'"
             ) from exc
+        _prepare_workers(client)
         n = len(client.scheduler_info().get("workers", {}))
         logger.info("connected to Dask scheduler %s with %d workers", scheduler, n)
         try:
@@ -66,7 +106,7 @@ def dask_client(run: RunConfig, scheduler: str | None = None) -> Iterator[Client
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=run.threads_per_worker,
-        processes=False,
+        processes=run.processes,
         memory_limit=run.memory_limit,
         dashboard_address=None,
         # No dashboard; the scheduler's small HTTP server (health, metrics) takes any free
@@ -74,7 +114,11 @@ def dask_client(run: RunConfig, scheduler: str | None = None) -> Iterator[Client
         scheduler_kwargs={"dashboard_address": ":0"},
     )
     client = Client(cluster, set_as_default=False)
-    logger.info("in-process Dask cluster: %d workers x %d threads", n_workers, run.threads_per_worker)
+    _prepare_workers(client)
+    logger.info(
+        "local Dask cluster: %d workers x %d threads%s", n_workers, run.threads_per_worker,
+        ", each worker its own process" if run.processes else " in this process",
+    )
     try:
         yield client
     finally:

@@ -106,3 +106,23 @@ def test_two_runs_on_one_workstation_do_not_share_a_port() -> None:
         assert not [w for w in caught if "already in use" in str(w.message)]
     finally:
         holder.close()
+
+
+def _malloc_state(dask_worker) -> tuple[bool, int]:  # type: ignore[no-untyped-def]
+    return "aerobase-malloc-tuning" in dask_worker.plugins, os.getpid()
+
+
+def test_worker_processes_run_tasks_with_the_malloc_tuning() -> None:
+    """run.processes puts each local worker in its own process; every worker gets the malloc tuning."""
+    from pipeline.cluster import dask_client, tune_malloc
+    from pipeline.config import RunConfig
+
+    if sys.platform.startswith("linux"):
+        assert tune_malloc()  # glibc: the three mallopt calls apply
+    with dask_client(RunConfig(workers=2, processes=True)) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+        states = client.run(_malloc_state)
+    assert len(states) == 2 and all(tuned for tuned, _ in states.values())
+    assert os.getpid() not in {pid for _, pid in states.values()}
+    with dask_client(RunConfig(workers=1)) as client:  # threads of this process: the plugin too
+        assert all(tuned for tuned, _ in client.run(_malloc_state).values())
