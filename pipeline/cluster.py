@@ -43,8 +43,9 @@ def tune_malloc() -> bool:
     large temporary array the numpy/OpenCV kernels free goes back to the kernel and the next
     one page-faults its memory in again: on the ortho bench (half GSD, 2 worker processes)
     the tile tasks took 10.4 CPU-s instead of 4.9. Arrays up to 32 MiB come from the heap,
-    whose top is trimmed only past 256 MiB free (64 MiB kept as padding). Peak memory is
-    the same; a worker holds up to ~256 MiB more between tasks. Returns whether it applied.
+    whose top is trimmed only past 256 MiB free (64 MiB kept as padding), so a worker may
+    hold up to ~256 MiB of freed memory between tasks (peak memory with and without the
+    tuning was not compared). Returns whether it applied.
     """
     name = ctypes.util.find_library("c")
     try:
