@@ -637,3 +637,29 @@ def test_dsm_block_sums_skip_holes_and_match_the_masked_sums() -> None:
     assert count[0, 0] == 48.0 and count[1, 2] == 0.0 and count[2, 4] == 48.0 and count[1, 1] == 49.0
     assert np.isfinite(total).all()
     np.testing.assert_allclose(total[0, 0], float(z[:7, :7].sum(dtype=np.float64)) - float(z[3, 4]), rtol=1e-6)
+
+
+def test_pit_rims_lift_enclosed_pits_only() -> None:
+    """A pit walled in every direction takes its rim's height; a corridor, ground beside a wall and a ring open on
+    any one side (axis or diagonal) keep theirs."""
+    from pipeline.ortho.tile import pit_rims
+
+    z = np.zeros((60, 60), np.float32)
+    z[5:25, 5:25] = 9.0
+    z[12:16, 12:16] = 0.0  # a pit in a roof (a hole in a canopy's DSM)
+    z[30:55, 5:15] = 8.0
+    z[30:55, 18:28] = 8.0  # a 3-cell corridor between two buildings
+    z[30:55, 40:50] = 10.0  # ground on either side of a building
+    out = pit_rims(z, 6)
+    assert np.all(out[12:16, 12:16] == 9.0)
+    assert np.all(out[z > 0] == z[z > 0])  # a top is its own rim
+    assert np.all(out[30:55, 15:18] == 0.0) and np.all(out[30:55, 36:40] == 0.0) and np.all(out[30:55, 50:54] == 0.0)
+    yy, xx = np.mgrid[0:41, 0:41]
+    ring = np.where((np.hypot(yy - 20, xx - 20) >= 4) & (np.hypot(yy - 20, xx - 20) < 6), 7.0, 0.0).astype(np.float32)
+    assert pit_rims(ring, 8)[20, 20] == 7.0
+    assert pit_rims(ring, 3)[20, 20] == 0.0  # the rim lies beyond reach
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1)):
+        open_ring = ring.copy()
+        for s in range(20):
+            open_ring[20 + s * dy, 20 + s * dx] = 0.0
+        assert pit_rims(open_ring, 8)[20, 20] == 0.0, (dy, dx)

@@ -15,10 +15,10 @@ import pytest
 import rasterio
 from distributed import Client
 
-from drone_io.cog import validate_cog
+from drone_io.cog import TiledRasterWriter, validate_cog
 from drone_io.cog_blocks import read_tile_sums
 from drone_io.raster_grid import read_raster_info
-from models.raster import GridSpec
+from models.raster import GridSpec, Window
 from pipeline.cluster import dask_client
 from pipeline.config import Compression, Config, RunConfig
 from pipeline.ortho.quality import holes_inside, local_offsets, resample_to_grid
@@ -250,3 +250,38 @@ def test_one_dsm_cell_per_occluder_cell_reads_the_raw_dsm_copy(scene: Scene, cli
     assert fp.plan.occluders == fp.plan.dsm.raw and fp.plan.occluder_grid == fp.plan.dsm.grid
     assert not ws.ortho_occluders_path.exists()
     assert all(np.isfinite(np.load(v.zbuf_cache)).any() for v in fp.views)
+
+
+def test_ground_in_a_dsm_pit_is_taken_from_the_surface_closed_over_it(scene: Scene, client: Client, tmp_path: Path) -> None:
+    """Holes dug into a roof of the DSM (the scene's roof is whole: DSM holes, as in a tree canopy's DSM) hide their
+    floor from every image; lifted onto the DSM closed over them, their pixels are the roof's, not a smooth fill."""
+    b = scene.boxes[0]  # 7 x 7 m, 9 m high
+    dsm = scene.dsm.copy()
+    g = scene.grid
+    xs, ys = g.cell_centers(Window(0, 0, g.width, g.height))
+    pits = [(b.x0 + 1.5, b.y0 + 1.5), (b.x0 + 4.0, b.y0 + 3.5)]  # 1.2 m squares, down to the ground
+    for x0, y0 in pits:
+        dsm[np.ix_((ys >= y0) & (ys < y0 + 1.2), (xs >= x0) & (xs < x0 + 1.2))] -= np.float32(b.height)
+    runs = {}
+    for lift in (0.0, 2.0):
+        ws = _workspace(tmp_path / f"lift{lift:g}", scene)
+        with TiledRasterWriter(ws.dsm_path, g) as wr:
+            wr.write(Window(0, 0, g.width, g.height), dsm)
+        run_stages(ws, _config(tile_size=128, compression=Compression.DEFLATE, pit_lift_m=lift), client, [ortho.STAGE])
+        rgb, mask, grid = _read(ws.orthophoto_path)
+        runs[lift] = (rgb, grid, json.loads(ws.stats_path.read_text())["ortho"])
+    (rgb_off, grid, off), (rgb_on, _, on) = runs[0.0], runs[2.0]
+    truth = resample_to_grid(scene.texture, g, grid)
+    ox, oy = grid.cell_centers(Window(0, 0, grid.width, grid.height))
+    pit = np.zeros((grid.height, grid.width), bool)
+    for x0, y0 in pits:  # the ortho pixels inside a pit, one pixel in from its edge
+        m = grid.resolution
+        pit[np.ix_((oy >= y0 + m) & (oy < y0 + 1.2 - m), (ox >= x0 + m) & (ox < x0 + 1.2 - m))] = True
+    n = int(pit.sum())
+    err_off = float(np.abs(rgb_off[pit] - truth[pit]).mean())
+    err_on = float(np.abs(rgb_on[pit] - truth[pit]).mean())
+    print(f"pit pixels {n}: lifted {on['pits_lifted_px']}, filled {off['occluded_fill_px']} -> {on['occluded_fill_px']}; "
+          f"mean error {err_off:.1f} -> {err_on:.1f} DN")
+    assert off["pits_lifted_px"] == 0 and off["occluded_fill_px"] >= n  # hidden from every image at the DSM's height
+    assert on["pits_lifted_px"] >= n and on["occluded_fill_px"] == off["occluded_fill_px"] - on["pits_lifted_px"]
+    assert err_on < 0.5 * err_off and err_on < 8.0

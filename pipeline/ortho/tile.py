@@ -12,7 +12,9 @@ For the tile's cells:
    cells' corners (:class:`CellLattice`), exactly where the DSM is not smooth. Cells the
    labelled image cannot see (occluded behind a building at full resolution, or beyond the
    coarse seam grid's detail) take the cheapest image that does see them; cells no image sees
-   unoccluded take the least hidden image that has them in frame (counted as ``occluded_fill``).
+   unoccluded take the least hidden image that has them in frame (counted as ``occluded_fill``),
+   unless they lie in a pit of the DSM (a hole in a canopy's DSM, most often) and an image sees
+   them lifted onto the DSM closed over the pit (counted as ``pits_lifted``).
 3. Two-band blending: the low band of the images is blended across seams on a coarse grid
    that extends past the tile by three blending sigmas, so a neighbouring tile computes the
    same correction along the shared border.
@@ -64,6 +66,7 @@ class TileResult:
     covered: int  # cells with an image
     occluded_fill: int  # cells no image sees unoccluded, filled from an image that has them in frame
     images: tuple[int, ...]  # indices of the images that gave at least one cell
+    pits_lifted: int = 0  # cells no image sees at their DSM height, taken from an image that sees the closed DSM there
 
 
 class _View:
@@ -569,6 +572,78 @@ def _fallback(
     return best, u, v, occluded
 
 
+def _lift_pits(
+    best: NDArray[np.int32], bu: F32, bv: F32, occ: BoolArray, x: F32, y: F32, z: F32,
+    views: dict[int, _View], plan: OrthoPlan, origin: NDArray[np.float64],
+) -> int:
+    """Points of a fallback search that no image sees (``occ``), looked for again over the DSM's pits; returns how many were found.
+
+    A point in a pit of the DSM, lower than the surface in every direction within
+    ``pit_lift_m`` (most often a hole in a tree canopy's DSM, which the crowns
+    around hide from every view), is lifted to the pit's rim (:func:`pit_rims`),
+    and the first image in order of view cost that sees it at that height gives
+    it: ``best``, ``bu``, ``bv`` and ``occ`` are updated in place. Ground beside a
+    wall, in an alley or in a corner is open in some direction and keeps its
+    height, so it is still filled. The rims depend on the DSM within
+    ``pit_lift_m`` of a point alone, so a point gets the same height whichever
+    tile asks.
+    """
+    sel = np.flatnonzero(occ)
+    g = plan.dsm.grid
+    r = max(1, int(round(plan.params.pit_lift_m / g.resolution)))
+    wx, wy = x[sel].astype(np.float64) + origin[0], y[sel].astype(np.float64) + origin[1]
+    block = DsmWindow.covering(plan.dsm, (float(wx.min()), float(wy.min()), float(wx.max()), float(wy.max())), pad=r + 3)
+    col, row = block.grid.world_to_cell(wx, wy)
+    h, w = block.z.shape
+    rr = np.clip(np.rint(row), 0, h - 1).astype(np.intp)
+    cc = np.clip(np.rint(col), 0, w - 1).astype(np.intp)
+    rims = pit_rims(block.z, r)
+    # The point's own DSM cell must lie in the pit: a point beside a wall, between a ground cell
+    # and a roof cell, is not lifted by the roof's height.
+    tol = np.float32(plan.params.occlusion_tolerance_m)
+    zr = rims[rr, cc] - np.float32(origin[2])
+    lifted = np.flatnonzero((rims[rr, cc] - block.z[rr, cc] > tol) & (zr > z[sel] + tol))
+    if lifted.size == 0:
+        return 0
+    sel = sel[lifted]
+    b2, u2, v2, occ2 = _fallback(x[sel], y[sel], zr[lifted], views, plan)
+    seen = np.flatnonzero((b2 >= 0) & ~occ2)
+    t = sel[seen]
+    best[t], bu[t], bv[t], occ[t] = b2[seen], u2[seen], v2[seen], False
+    return int(seen.size)
+
+
+def pit_rims(z: F32, r: int) -> F32:
+    """Per cell of a height grid: the lowest, over 8 directions, of the highest height within ``r`` cells along that direction.
+
+    It equals the cell's own height unless every direction climbs above it within
+    ``r`` cells (about ``r`` cells' length along the diagonals too): a pit, which
+    gets the height of the lowest climb round it, its rim. A corridor, a corner or
+    ground beside a wall stays at its height (a direction along or away from the
+    walls never climbs). Eight dilations by one-sided line kernels: the axis ones are
+    OpenCV's fast rectangular case, the diagonal ones cost one pass per cell of the line.
+    """
+    z = np.ascontiguousarray(z, dtype=np.float32)
+    rd = max(1, int(round(r / math.sqrt(2.0))))
+    out: F32 | None = None
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1)):
+        # cv2.dilate: dst(p) = max over the kernel's cells k of src(p + k - anchor).
+        if dx and dy:  # the diagonal line from the centre of a (2n+1)^2 kernel
+            n = rd
+            kernel = np.zeros((2 * n + 1, 2 * n + 1), np.uint8)
+            steps = np.arange(n + 1)
+            kernel[n + steps * dy, n + steps * dx] = 1
+            anchor = (n, n)
+        else:  # a row or column of ones anchored at the end the line starts from
+            n = r
+            kernel = np.ones((n + 1, 1) if dy else (1, n + 1), np.uint8)
+            anchor = (0 if dx >= 0 else n, 0 if dy >= 0 else n)
+        m = np.asarray(cv2.dilate(z, kernel, anchor=anchor, borderType=cv2.BORDER_REPLICATE), np.float32)
+        out = m if out is None else np.minimum(out, m, out=out)
+    assert out is not None
+    return out
+
+
 def _local_grid(grid: GridSpec, window: Window, origin: NDArray[np.float64]) -> tuple[F32, F32, NDArray[np.float64], NDArray[np.float64]]:
     xs, ys = grid.cell_centers(window)
     return (xs - origin[0]).astype(np.float32), (ys - origin[1]).astype(np.float32), xs, ys
@@ -612,11 +687,15 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     pending = np.flatnonzero(final < 0)
     picks: dict[int, list[tuple[I64, F32, F32]]] = {}
     occluded = np.zeros(0, np.int64)
+    n_lifted = 0
     unfilled = pending  # pixels no image has
     if pending.size and ctx:
         pr, pc = np.divmod(pending, w)
         pcells = _PendingCells.build(lattice, z_all.reshape(sub.shape[0], ki, sub.shape[1], ki), (pr + ro) // ki, (pc + co) // ki)
-        best, bu, bv, occ = _fallback(px_all[co + pc], py_all[ro + pr], z_all[ro + pr, co + pc], ctx, plan, pcells)
+        fx, fy, fz = px_all[co + pc], py_all[ro + pr], z_all[ro + pr, co + pc]
+        best, bu, bv, occ = _fallback(fx, fy, fz, ctx, plan, pcells)
+        if occ.any() and p.pit_lift_m > 0:
+            n_lifted = _lift_pits(best, bu, bv, occ, fx, fy, fz, ctx, plan, origin)
         final[pr, pc] = best
         unfilled = pending[best < 0]
         occluded = pending[occ]
@@ -706,7 +785,7 @@ def render_tile(window: Window, plan: OrthoPlan, views: list[ImageView], ws: Wor
     mask = (final >= 0).reshape(h, w)
     blocks = ws.save_ortho_tile(window, rgb.reshape(h, w, 3), mask, plan.blocks)
     used = tuple(sorted({k for k, chunks in cell_parts.items() if any(c.any_good for c in chunks)} | set(picks)))
-    return TileResult(window, str(ws.ortho_tile_path(window.row_off, window.col_off)), blocks, int(mask.sum()), n_occluded, used)
+    return TileResult(window, str(ws.ortho_tile_path(window.row_off, window.col_off)), blocks, int(mask.sum()), n_occluded, used, n_lifted)
 
 
 def _cell_lattice(

@@ -62,6 +62,7 @@ def params_from_config(oc: OrthoConfig) -> OrthoParams:
         occlusion_cell_px=oc.occlusion_cell_px,
         fill_occluded=oc.fill_occluded,
         fill_hidden_m=oc.fill_hidden_m,
+        pit_lift_m=oc.pit_lift_m,
         interpolation=cv2.INTER_CUBIC if oc.interpolation == Interpolation.BICUBIC else cv2.INTER_LINEAR,
         view=ViewWeights(angle=oc.view_angle_weight, gsd=oc.view_gsd_weight, sharpness=oc.view_sharpness_weight),
         seam=SeamWeights(seam=oc.seam_weight, height=oc.seam_height_weight, colour=oc.seam_colour_weight),
@@ -286,6 +287,7 @@ def run(ws: Workspace, cfg: Config, client: Client) -> StageReport:
             "images_used": len(used),
             "images_registered": fp.registered,
             "occluded_fill_px": sum(r.occluded_fill for r in results),
+            "pits_lifted_px": sum(r.pits_lifted for r in results),
             "tiles": len(fp.jobs),
             "seam_cell_m": fp.plan.seam_grid.resolution,
             "crs": grid.crs,
@@ -316,8 +318,8 @@ STAGE = StageSpec(
     run=run,
     config_fields=("ortho",),
     inputs=_inputs,
-    version=6,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
+    version=7,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
     # 4: COG blocks compressed by the tile tasks; 5: coarse-to-fine seam solve; 6: occluder cells of image pixels
-    # when the ortho is finer than the flight GSD
+    # when the ortho is finer than the flight GSD; 7: ground in DSM pits looked for on the closed DSM
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
