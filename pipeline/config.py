@@ -338,13 +338,12 @@ class OrthoConfig:
     # ... unless the best image hides it by less than this (m): then that image is kept (rough
     # canopies and DSM noise hide ground by little; a building's wall by metres).
     fill_hidden_m: float = 2.0
-    # Ground that no image sees at its DSM height, in a pit narrower than about twice this (m), is
-    # looked for again at the height of the DSM closed over the pit (a morphological closing by a
-    # square of this half-width): a pit in a tree canopy is most often a hole in the DSM, not ground
-    # the crowns hide, and an image that sees the closed surface there gives the canopy's own
-    # texture instead of a smooth fill. Ground beside a wall is open on one side and stays as it
-    # is; alleys and courtyards narrower than twice this, seen by no image, take the roof height's
-    # view. 0 turns it off.
+    # Ground that no image sees, in a pit of the DSM (the surface climbs above it within this many
+    # metres in each of 8 directions), is looked for again at the height of the pit's rim: a pit in
+    # a tree canopy is most often a hole in the DSM, not ground the crowns hide, and an image that
+    # sees the rim's height there gives the canopy's own texture instead of a smooth fill. Ground
+    # beside a wall, in a corner or in an alley is open in some direction and is still filled; an
+    # enclosed courtyard this narrow that no image sees would take its rim's view. 0 turns it off.
     pit_lift_m: float = 3.0
     # Gaussian sigma (ortho pixels) over which brightness and colour cross a seam.
     blend_sigma_px: float = 48.0

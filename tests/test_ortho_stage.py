@@ -254,7 +254,7 @@ def test_one_dsm_cell_per_occluder_cell_reads_the_raw_dsm_copy(scene: Scene, cli
 
 def test_ground_in_a_dsm_pit_is_taken_from_the_surface_closed_over_it(scene: Scene, client: Client, tmp_path: Path) -> None:
     """Holes dug into a roof of the DSM (the scene's roof is whole: DSM holes, as in a tree canopy's DSM) hide their
-    floor from every image; lifted onto the DSM closed over them, their pixels are the roof's, not a smooth fill."""
+    floor from every image; lifted to their rims, their pixels are the roof's, not a smooth fill."""
     b = scene.boxes[0]  # 7 x 7 m, 9 m high
     dsm = scene.dsm.copy()
     g = scene.grid

@@ -34,7 +34,7 @@ class OrthoParams:
     fill_occluded: bool = True
     # Ground no image sees: kept from the least-hiding image when hidden by less than this (m).
     fill_hidden_m: float = 2.0
-    # Ground no image sees at its DSM height is looked for again on the DSM closed by a square of this half-width (m); 0: off.
+    # Ground no image sees, in a DSM pit walled in every direction within this (m), is looked for again at the pit's rim; 0: off.
     pit_lift_m: float = 3.0
     # OpenCV interpolation flag used to sample the images.
     interpolation: int = 1

@@ -14,7 +14,7 @@ For the tile's cells:
    coarse seam grid's detail) take the cheapest image that does see them; cells no image sees
    unoccluded take the least hidden image that has them in frame (counted as ``occluded_fill``),
    unless they lie in a pit of the DSM (a hole in a canopy's DSM, most often) and an image sees
-   them lifted onto the DSM closed over the pit (counted as ``pits_lifted``).
+   them lifted to the pit's rim (counted as ``pits_lifted``).
 3. Two-band blending: the low band of the images is blended across seams on a coarse grid
    that extends past the tile by three blending sigmas, so a neighbouring tile computes the
    same correction along the shared border.
@@ -66,7 +66,7 @@ class TileResult:
     covered: int  # cells with an image
     occluded_fill: int  # cells no image sees unoccluded, filled from an image that has them in frame
     images: tuple[int, ...]  # indices of the images that gave at least one cell
-    pits_lifted: int = 0  # cells no image sees at their DSM height, taken from an image that sees the closed DSM there
+    pits_lifted: int = 0  # cells in a DSM pit that no image sees, taken from an image that sees them at the pit's rim
 
 
 class _View:
@@ -585,8 +585,8 @@ def _lift_pits(
     it: ``best``, ``bu``, ``bv`` and ``occ`` are updated in place. Ground beside a
     wall, in an alley or in a corner is open in some direction and keeps its
     height, so it is still filled. The rims depend on the DSM within
-    ``pit_lift_m`` of a point alone, so a point gets the same height whichever
-    tile asks.
+    ``pit_lift_m`` of a point alone, so tiles agree on them (as on the heights:
+    up to how a DSM hole at the edge of the block read is filled).
     """
     sel = np.flatnonzero(occ)
     g = plan.dsm.grid

@@ -320,6 +320,6 @@ STAGE = StageSpec(
     inputs=_inputs,
     version=7,  # 2: per-image z-buffers, 16-px blending grid, uncompressed COG scratch; 3: cell-lattice projection;
     # 4: COG blocks compressed by the tile tasks; 5: coarse-to-fine seam solve; 6: occluder cells of image pixels
-    # when the ortho is finer than the flight GSD; 7: ground in DSM pits looked for on the closed DSM
+    # when the ortho is finer than the flight GSD; 7: ground in DSM pits looked for at the pits' rims
     title="true orthomosaic: visibility, seamlines, blending, COG",
 )
