@@ -176,7 +176,8 @@ def _floor(flight: Path) -> tuple[int, float, float]:
         return statistics.median(times)
 
     decode = cpu(lambda: [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths], 3)
-    img = cv2.imread(str(paths[0]), cv2.IMREAD_COLOR) if paths else np.zeros((1200, 1600, 3), np.uint8)
+    first = cv2.imread(str(paths[0]), cv2.IMREAD_COLOR) if paths else None
+    img = np.asarray(first, np.uint8) if first is not None else np.zeros((1200, 1600, 3), np.uint8)
     yy, xx = np.mgrid[0:1024, 0:1024].astype(np.float32)  # a tile's smooth projection maps
     mu, mv = xx * np.float32(1.4) + np.float32(10), yy * np.float32(1.1) + np.float32(10)
     sample = cpu(lambda: cv2.remap(img, mu, mv, cv2.INTER_LINEAR), 7) / (1024 * 1024 / 1e6)
