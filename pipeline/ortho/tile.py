@@ -591,18 +591,26 @@ def _lift_pits(
     sel = np.flatnonzero(occ)
     g = plan.dsm.grid
     r = max(1, int(round(plan.params.pit_lift_m / g.resolution)))
+    # The rims are found on the DSM max-pooled by q (at most _PIT_RIM_CELLS cells per ray, so the
+    # dilations cost q^3 less), and a point is lifted only when its whole pooled cell lies in a pit:
+    # a pooled cell that holds any wall or roof cell is as high as they are and no pit. Blocks start
+    # on multiples of q, so every tile pools the same cells.
+    q = max(1, -(-r // _PIT_RIM_CELLS))
     wx, wy = x[sel].astype(np.float64) + origin[0], y[sel].astype(np.float64) + origin[1]
-    block = DsmWindow.covering(plan.dsm, (float(wx.min()), float(wy.min()), float(wx.max()), float(wy.max())), pad=r + 3)
+    bounds = (float(wx.min()), float(wy.min()), float(wx.max()), float(wy.max()))
+    block = DsmWindow.covering(plan.dsm, bounds, pad=r + 2 * q + 3, align=q)
     col, row = block.grid.world_to_cell(wx, wy)
     h, w = block.z.shape
     rr = np.clip(np.rint(row), 0, h - 1).astype(np.intp)
     cc = np.clip(np.rint(col), 0, w - 1).astype(np.intp)
-    rims = pit_rims(block.z, r)
-    # The point's own DSM cell must lie in the pit: a point beside a wall, between a ground cell
-    # and a roof cell, is not lifted by the roof's height.
+    pooled = block_max(block.z, q)
+    qr, qc = rr // q, cc // q
+    rims = pit_rims(pooled, -(-r // q))[qr, qc]
+    # The point's own cell must lie in the pit: a point beside a wall, between a ground cell and a
+    # roof cell, is not lifted by the roof's height.
     tol = np.float32(plan.params.occlusion_tolerance_m)
-    zr = rims[rr, cc] - np.float32(origin[2])
-    lifted = np.flatnonzero((rims[rr, cc] - block.z[rr, cc] > tol) & (zr > z[sel] + tol))
+    zr = rims - np.float32(origin[2])
+    lifted = np.flatnonzero((rims - pooled[qr, qc] > tol) & (zr > z[sel] + tol))
     if lifted.size == 0:
         return 0
     sel = sel[lifted]
@@ -642,6 +650,14 @@ def pit_rims(z: F32, r: int) -> F32:
         out = m if out is None else np.minimum(out, m, out=out)
     assert out is not None
     return out
+
+
+def block_max(z: F32, q: int) -> F32:
+    """The highest value of each q x q block of ``z`` (both sides multiples of q)."""
+    if q == 1:
+        return z
+    h, w = z.shape
+    return np.asarray(z.reshape(h // q, q, w // q, q).max(axis=(1, 3)), np.float32)
 
 
 def _local_grid(grid: GridSpec, window: Window, origin: NDArray[np.float64]) -> tuple[F32, F32, NDArray[np.float64], NDArray[np.float64]]:
@@ -818,6 +834,9 @@ _REMAP_MAX = 32000
 _DZ_MAX = 0.25
 _RANGE_MAX = 2.0
 _DZ_STEP = 0.5
+# Cells per ray (at most) on which pit rims are looked for (_lift_pits): the DSM is min-pooled to
+# keep the rays this short.
+_PIT_RIM_CELLS = 16
 # Margin by which a seam cell's projected corners must clear the frame for the cell to be ruled
 # out of an image without projecting its points: _FRAME_SLACK working-image pixels plus
 # _FRAME_BEND times the size of their box (a bound on the lens distortion's bending of the
