@@ -285,7 +285,7 @@ def floor_heights(hr: HeightRange, xs: NDArray[np.float64], ys: NDArray[np.float
     return np.asarray(low[np.ix_(r, c)], dtype=np.float32)
 
 
-def _block_reduce(a: F32, size: int, op: np.ufunc) -> F32:
+def block_reduce(a: F32, size: int, op: np.ufunc) -> F32:
     """``op`` (np.fmax / np.fmin: NaN only where the whole block is NaN) over size x size blocks of ``a`` (shape a multiple of size).
 
     Strided element-wise passes: numpy's reduction along a short last axis is several times slower.
@@ -394,8 +394,8 @@ def import_dsm(
             z[np.isinf(z)] = np.nan
         raw[r0 : r0 + h, c0 : c0 + w] = z
         # fmax/fmin skip NaN, and a block with no height stays NaN.
-        hi = _block_reduce(_nan_padded(z, b), b, np.fmax)
-        lo = _block_reduce(_nan_padded(z, b), b, np.fmin)
+        hi = block_reduce(_nan_padded(z, b), b, np.fmax)
+        lo = block_reduce(_nan_padded(z, b), b, np.fmin)
         zmax[r0 // b : r0 // b + hi.shape[0], c0 // b : c0 // b + hi.shape[1]] = hi
         zmin[r0 // b : r0 // b + lo.shape[0], c0 // b : c0 // b + lo.shape[1]] = lo
         total, count = _valid_block_sums(_nan_padded(z, f), f)
@@ -433,7 +433,7 @@ def pool_dsm(dsm: DsmSource, pool: int, pooled_out: Path, read_rows: int = 2048)
         h = min(step, g.height - r0)
         z = np.asarray(src[r0 : r0 + h], dtype=np.float32)
         # fmax skips NaN; a block with no height stays NaN.
-        hi = _block_reduce(_nan_padded(z, p), p, np.fmax)
+        hi = block_reduce(_nan_padded(z, p), p, np.fmax)
         pooled[r0 // p : r0 // p + hi.shape[0]] = hi
     del pooled  # no flush: see import_dsm
     return GridSpec(g.crs, g.x_min, g.y_max, g.resolution * p, pw, ph)

@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 from drone_io.cog_blocks import TileBlocks
 from models.raster import GridSpec, Window
 from pipeline.ortho.blend import blend_low, correction, fill_field
-from pipeline.ortho.dsm import DsmWindow
+from pipeline.ortho.dsm import DsmWindow, block_reduce
 from pipeline.ortho.exposure import normalized_xy, shading_factor
 from pipeline.ortho.geometry import LocalProjector, inside_image
 from pipeline.ortho.plan import ImageView, OrthoPlan, bounds_intersect, window_bounds
@@ -603,7 +603,7 @@ def _lift_pits(
     h, w = block.z.shape
     rr = np.clip(np.rint(row), 0, h - 1).astype(np.intp)
     cc = np.clip(np.rint(col), 0, w - 1).astype(np.intp)
-    pooled = block_max(block.z, q)
+    pooled = block_reduce(block.z, q, np.fmax)
     qr, qc = rr // q, cc // q
     rims = pit_rims(pooled, -(-r // q))[qr, qc]
     # The point's own cell must lie in the pit: a point beside a wall, between a ground cell and a
@@ -650,14 +650,6 @@ def pit_rims(z: F32, r: int) -> F32:
         out = m if out is None else np.minimum(out, m, out=out)
     assert out is not None
     return out
-
-
-def block_max(z: F32, q: int) -> F32:
-    """The highest value of each q x q block of ``z`` (both sides multiples of q)."""
-    if q == 1:
-        return z
-    h, w = z.shape
-    return np.asarray(z.reshape(h // q, q, w // q, q).max(axis=(1, 3)), np.float32)
 
 
 def _local_grid(grid: GridSpec, window: Window, origin: NDArray[np.float64]) -> tuple[F32, F32, NDArray[np.float64], NDArray[np.float64]]:
