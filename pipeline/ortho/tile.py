@@ -826,7 +826,7 @@ _REMAP_MAX = 32000
 _DZ_MAX = 0.25
 _RANGE_MAX = 2.0
 _DZ_STEP = 0.5
-# Cells per ray (at most) on which pit rims are looked for (_lift_pits): the DSM is min-pooled to
+# Cells per ray (at most) on which pit rims are looked for (_lift_pits): the DSM is max-pooled to
 # keep the rays this short.
 _PIT_RIM_CELLS = 16
 # Margin by which a seam cell's projected corners must clear the frame for the cell to be ruled
