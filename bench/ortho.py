@@ -1,7 +1,10 @@
 """Ortho benchmark: the ortho stage on a synthetic flight with its true cameras and true DSM.
 
 Upstream stages (SfM, dense) are not part of the measurement: the flight's
-``truth/cameras.json`` and ``truth/dsm.tif`` go straight into the workspace.
+``truth/cameras.json`` goes straight into the workspace, and ``truth/dsm.tif``
+goes in at the resolution the dem stage would give it (``dem.resolution_gsd_factor``
+x the flight's GSD, cell averages of the true DSM), so the stage reads as many
+DSM cells as it does in ``aerobase run``.
 The flight is ``aerobase synth --preset medium`` when the generator is
 installed (set ``AEROBASE_BENCH_FLIGHT`` to reuse a rendered flight folder),
 else a smaller scene from the tests' ray caster.
@@ -109,8 +112,8 @@ def _one(flight: Path, out: Path, gsd_factor: float, workers: int, processes: bo
         records.append(ImageRecord(name, flight / "images" / name, cam.width, cam.height, img.camera_id))
     ws.save_images(records, [])
     ws.save_reconstruction(rec)
-    shutil.copy(flight / "truth" / "dsm.tif", ws.dsm_path)
     cfg = Config(run=RunConfig(workers=workers, processes=processes))
+    _dsm_as_dem_stage_grids_it(rec, flight / "truth" / "dsm.tif", ws.dsm_path, cfg.dem.resolution_gsd_factor)
     cfg = dataclasses.replace(cfg, ortho=dataclasses.replace(cfg.ortho, gsd_factor=gsd_factor))
     cv2.setNumThreads(1)  # one core per Dask worker: the per-core figure stays honest
     cpu_by_part: dict[str, float] = {}
@@ -157,6 +160,24 @@ def _one(flight: Path, out: Path, gsd_factor: float, workers: int, processes: bo
     }
 
 
+def _dsm_as_dem_stage_grids_it(rec: Any, truth: Path, out: Path, gsd_factor: float) -> None:
+    """The true DSM averaged over whole blocks of cells to about ``gsd_factor`` x the flight's GSD (median height above it / focal px)."""
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import Affine
+
+    with rasterio.open(truth) as src:
+        ground = float(np.nanmedian(src.read(1, out_shape=(64, 64), resampling=Resampling.average)))
+        gsd = float(np.median([(img.pose.center[2] - ground) / rec.cameras[img.camera_id].focal_px for img in rec.images.values()]))
+        k = max(1, round(gsd_factor * gsd / src.res[0]))
+        h, w = src.height // k, src.width // k
+        z = src.read(1, window=((0, h * k), (0, w * k)), out_shape=(h, w), resampling=Resampling.average)
+        profile = dict(src.profile, width=w, height=h, transform=src.transform * Affine.scale(k))
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(z, 1)
+
+
 def _floor(flight: Path) -> tuple[int, float, float]:
     """(images, CPU seconds to decode them all once, CPU seconds per output MP of one bilinear sample), one thread."""
     import statistics
@@ -195,7 +216,7 @@ def _warm_worker() -> None:
 def run(out: Path) -> list[str]:
     t0 = time.perf_counter()
     flight, kind = _render_flight(out)
-    lines = [f"flight: {kind} ({time.perf_counter() - t0:.0f} s to prepare); true cameras + true DSM"]
+    lines = [f"flight: {kind} ({time.perf_counter() - t0:.0f} s to prepare); true cameras + true DSM at the dem stage's resolution"]
     workers = max(1, min(2, len(os.sched_getaffinity(0))))
     n_images, decode_cpu, sample_cpu_per_mp = _floor(flight)
     for factor, processes in ((1.0, False), (0.5, False), (0.5, True)):
