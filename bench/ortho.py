@@ -25,7 +25,8 @@ memory does not grow with the mosaic. Figures:
 - peak RSS;
 - the target's budget (stage wall for 10 output MP/s/core) against a floor: the
   work no ortho stage of this design skips (decoding every image once, one
-  bilinear sample per output pixel, both spread over the cores) plus the seam
+  bilinear sample per output pixel, encoding the COG's blocks and overviews with
+  the default compression, all spread over the cores) plus the seam
   solve and exposure balance as measured (serial: they need every image's samples
   and the tiles need their labels).
 
@@ -178,12 +179,16 @@ def _dsm_as_dem_stage_grids_it(rec: Any, truth: Path, out: Path, gsd_factor: flo
         dst.write(z, 1)
 
 
-def _floor(flight: Path) -> tuple[int, float, float]:
-    """(images, CPU seconds to decode them all once, CPU seconds per output MP of one bilinear sample), one thread."""
+def _floor(flight: Path) -> tuple[int, float, float, float]:
+    """(images, CPU seconds to decode them all once, CPU seconds per output MP of one bilinear sample and of
+    encoding the COG's blocks with the default compression, overviews included), one thread."""
     import statistics
 
     import cv2
     import numpy as np
+
+    from drone_io.cog_blocks import encode_block
+    from pipeline.config import OrthoConfig
 
     cv2.setNumThreads(1)
     paths = sorted(p for p in (flight / "images").iterdir() if p.is_file())
@@ -201,8 +206,14 @@ def _floor(flight: Path) -> tuple[int, float, float]:
     img = np.asarray(first, np.uint8) if first is not None else np.zeros((1200, 1600, 3), np.uint8)
     yy, xx = np.mgrid[0:1024, 0:1024].astype(np.float32)  # a tile's smooth projection maps
     mu, mv = xx * np.float32(1.4) + np.float32(10), yy * np.float32(1.1) + np.float32(10)
+    tile = np.ascontiguousarray(cv2.remap(img, mu, mv, cv2.INTER_LINEAR))
     sample = cpu(lambda: cv2.remap(img, mu, mv, cv2.INTER_LINEAR), 7) / (1024 * 1024 / 1e6)
-    return len(paths), decode, sample
+    # The COG's blocks: 512 x 512, the full resolution and the overviews (a third as many pixels again).
+    oc = OrthoConfig()
+    mask = np.ones((512, 512), bool)
+    blocks = [np.ascontiguousarray(tile[r : r + 512, c : c + 512]) for r in (0, 512) for c in (0, 512)]
+    encode = cpu(lambda: [encode_block(b, mask, oc.compression.value, oc.jpeg_quality) for b in blocks], 7) / (1024 * 1024 / 1e6) * 4.0 / 3.0
+    return len(paths), decode, sample, encode
 
 
 def _warm_worker() -> None:
@@ -218,7 +229,7 @@ def run(out: Path) -> list[str]:
     flight, kind = _render_flight(out)
     lines = [f"flight: {kind} ({time.perf_counter() - t0:.0f} s to prepare); true cameras + true DSM at the dem stage's resolution"]
     workers = max(1, min(2, len(os.sched_getaffinity(0))))
-    n_images, decode_cpu, sample_cpu_per_mp = _floor(flight)
+    n_images, decode_cpu, sample_cpu_per_mp, encode_cpu_per_mp = _floor(flight)
     for factor, processes in ((1.0, False), (0.5, False), (0.5, True)):
         run_dir = out / f"ortho-{factor}-{processes}"
         proc = subprocess.run(
@@ -245,10 +256,11 @@ def run(out: Path) -> list[str]:
         lines.append(f"  output MP/s/core, tile phase: {mp / tiles_s / workers:.2f} (wall){tile_cpu}")
         lines.append(f"  peak RSS {r['peak_rss_mb']:.0f} MB")
         seams = r["seconds"]["seams_and_exposure"]
-        floor = (decode_cpu + sample_cpu_per_mp * mp) / workers + seams
+        floor = (decode_cpu + (sample_cpu_per_mp + encode_cpu_per_mp) * mp) / workers + seams
         lines.append(
             f"  target 10 MP/s/core needs stage wall <= {mp / (10.0 * workers):.2f} s; floor {floor:.2f} s = decode {n_images} images "
-            f"{decode_cpu / workers:.2f} s + one bilinear sample per pixel {sample_cpu_per_mp * mp / workers:.2f} s (over {workers} cores) "
+            f"{decode_cpu / workers:.2f} s + one bilinear sample per pixel {sample_cpu_per_mp * mp / workers:.2f} s "
+            f"+ encode the COG blocks {encode_cpu_per_mp * mp / workers:.2f} s (over {workers} cores) "
             f"+ seams and exposure {seams:.2f} s (serial, as measured)"
         )
         shutil.rmtree(run_dir, ignore_errors=True)
