@@ -174,7 +174,7 @@ def _dsm_as_dem_stage_grids_it(rec: Any, truth: Path, out: Path, gsd_factor: flo
         k = max(1, round(gsd_factor * gsd / src.res[0]))
         h, w = src.height // k, src.width // k
         z = src.read(1, window=((0, h * k), (0, w * k)), out_shape=(h, w), resampling=Resampling.average)
-        profile = dict(src.profile, width=w, height=h, transform=src.transform * Affine.scale(k))
+        profile = dict(src.profile, width=w, height=h, transform=src.transform @ Affine.scale(k))
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(z, 1)
 
