@@ -162,15 +162,17 @@ def _one(flight: Path, out: Path, gsd_factor: float, workers: int, processes: bo
 
 
 def _dsm_as_dem_stage_grids_it(rec: Any, truth: Path, out: Path, gsd_factor: float) -> None:
-    """The true DSM averaged over whole blocks of cells to about ``gsd_factor`` x the flight's GSD (median height above it / focal px)."""
+    """The true DSM averaged over whole blocks of cells to about ``gsd_factor`` x the flight's GSD, as the densify stage estimates it."""
     import numpy as np
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.transform import Affine
 
+    from pipeline.dense.views import estimate_gsd
+
     with rasterio.open(truth) as src:
         ground = float(np.nanmedian(src.read(1, out_shape=(64, 64), resampling=Resampling.average)))
-        gsd = float(np.median([(img.pose.center[2] - ground) / rec.cameras[img.camera_id].focal_px for img in rec.images.values()]))
+        gsd = estimate_gsd(rec, ground)
         k = max(1, round(gsd_factor * gsd / src.res[0]))
         h, w = src.height // k, src.width // k
         z = src.read(1, window=((0, h * k), (0, w * k)), out_shape=(h, w), resampling=Resampling.average)
